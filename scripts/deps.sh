@@ -1,0 +1,33 @@
+#!/bin/sh
+# Installs what the tests, the demo and the benchmark use: iproute2 (ip, ss),
+# runc, crun, containerd, docker.io, podman, busybox-static and qemu. As root
+# on Debian/Ubuntu it installs what is missing with apt-get; elsewhere it
+# names what is missing and leaves the machine alone.
+set -eu
+
+need=""
+check() { command -v "$1" >/dev/null 2>&1 || need="$need $2"; }
+check ip iproute2
+check ss iproute2
+check runc runc
+check crun crun
+check containerd containerd
+check dockerd docker.io
+check podman podman
+check busybox busybox-static
+check qemu-system-x86_64 qemu-system-x86
+check cpio cpio
+check sysctl procps
+[ -z "$need" ] && exit 0
+
+need=$(echo $need | tr ' ' '\n' | sort -u | tr '\n' ' ')
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+	echo "deps: installing $need"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	# shellcheck disable=SC2086
+	apt-get install -y -qq --no-install-recommends $need >/dev/null
+else
+	echo "deps: missing packages:$need" >&2
+	echo "deps: install them (Debian/Ubuntu: sudo apt-get install$need); tests that need them will skip" >&2
+fi
