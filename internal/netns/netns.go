@@ -174,9 +174,25 @@ func IsHost(id ID) (host, verified bool) {
 	}
 	h, known, _ := Host()
 	if !known {
-		return false, false
+		// Where the kernel gives the initial namespace its fixed inode,
+		// any other inode is not the host's.
+		return false, fixedInitInode()
 	}
 	return h == id, true
+}
+
+// fixedInitInode reports whether the running kernel (6.18 or later) gives
+// the initial network namespace the fixed inode initNetInode.
+func fixedInitInode() bool {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return false
+	}
+	var major, minor int
+	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &major, &minor); err != nil {
+		return false
+	}
+	return major > 6 || major == 6 && minor >= 18
 }
 
 // ErrHost and ErrSelf are returned by CheckTarget.

@@ -1,0 +1,82 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"text/tabwriter"
+
+	"github.com/sockreap/sockreap/internal/netns"
+	"github.com/sockreap/sockreap/internal/reap"
+)
+
+func init() {
+	c := &Command{
+		Name:    "doctor",
+		Summary: "show what this kernel lets sockreap do (probes in a scratch namespace)",
+		Usage:   "doctor [--json]",
+	}
+	c.Run = func(env *Env, args []string) int { return runDoctor(env, c, args) }
+	Register(c)
+}
+
+type doctorReport struct {
+	*reap.Capabilities
+	Root         bool   `json:"root"`
+	HostNetns    string `json:"host_netns"`
+	HostVerified bool   `json:"host_netns_verified"`
+	SelfNetns    string `json:"self_netns"`
+}
+
+func runDoctor(env *Env, c *Command, args []string) int {
+	fs := NewFlags(env, c)
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	if code, done := Parse(env, fs, args); done {
+		return code
+	}
+	caps, err := reap.Probe()
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "%s doctor: %v (run as root: the probe creates a scratch network namespace)\n", Prog, err)
+		return ExitUsage
+	}
+	r := doctorReport{Capabilities: caps, Root: os.Geteuid() == 0}
+	if self, err := netns.Self(); err == nil {
+		r.SelfNetns = self.String()
+		host, verified := netns.IsHost(self)
+		r.HostVerified = verified
+		if host {
+			r.HostNetns = self.String()
+		} else if h, known, _ := netns.Host(); known {
+			r.HostNetns = h.String()
+		}
+	}
+	if *asJSON {
+		_ = json.NewEncoder(env.Stdout).Encode(r)
+		return ExitOK
+	}
+	yes := func(b bool) string {
+		if b {
+			return "yes"
+		}
+		return "no"
+	}
+	w := tabwriter.NewWriter(env.Stdout, 0, 8, 2, ' ', 0)
+	fmt.Fprintf(w, "kernel\t%s\n", caps.Kernel)
+	fmt.Fprintf(w, "SOCK_DESTROY\t%s\n", yes(caps.Destroy))
+	fmt.Fprintf(w, "  TCP established\t%s\n", yes(caps.TCP))
+	fmt.Fprintf(w, "  TCP listen\t%s\n", yes(caps.Listen))
+	fmt.Fprintf(w, "  TCP TIME_WAIT\t%s\n", yes(caps.TimeWait))
+	fmt.Fprintf(w, "  UDP\t%s\n", yes(caps.UDP))
+	fmt.Fprintf(w, "  orphans freed (safe)\t%s\n", yes(caps.OrphanSafe))
+	host := r.HostNetns
+	if !r.HostVerified {
+		host = "unverified (/proc/1/ns/net unreadable)"
+	}
+	fmt.Fprintf(w, "host netns\t%s\n", host)
+	fmt.Fprintf(w, "own netns\t%s\n", r.SelfNetns)
+	w.Flush()
+	for _, n := range caps.Notes {
+		fmt.Fprintf(env.Stdout, "note: %s\n", n)
+	}
+	return ExitOK
+}

@@ -1,0 +1,134 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"text/tabwriter"
+
+	"github.com/sockreap/sockreap/internal/netns"
+	"github.com/sockreap/sockreap/internal/reap"
+	"github.com/sockreap/sockreap/internal/sockdiag"
+	"golang.org/x/sys/unix"
+)
+
+func init() {
+	c := &Command{
+		Name:    "ls",
+		Summary: "list every TCP and UDP socket in a network namespace with its owner",
+		Usage:   "ls (--netns PATH | --pid PID) [--json]",
+	}
+	c.Run = func(env *Env, args []string) int { return runLs(env, c, args) }
+	Register(c)
+}
+
+// lsEntry is one socket as ls prints it.
+type lsEntry struct {
+	Protocol string `json:"protocol"`
+	State    string `json:"state"`
+	Local    string `json:"local"`
+	Remote   string `json:"remote"`
+	Owner    string `json:"owner"` // process, orphan, kernel or mini
+	PID      int    `json:"pid,omitempty"`
+	Command  string `json:"command,omitempty"`
+	Inode    uint32 `json:"inode,omitempty"`
+	Cookie   string `json:"cookie"`
+	RecvQ    uint32 `json:"recv_q"`
+	SendQ    uint32 `json:"send_q"`
+}
+
+func runLs(env *Env, c *Command, args []string) int {
+	fs := NewFlags(env, c)
+	var t targetFlags
+	t.register(fs)
+	asJSON := fs.Bool("json", false, "print a JSON array")
+	if code, done := Parse(env, fs, args); done {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return Usagef(env, c.Name, "unexpected argument %q", fs.Arg(0))
+	}
+	ns, code := t.open(env, c.Name)
+	if ns == nil {
+		return code
+	}
+	defer ns.Close()
+	socks, err := dumpAll(ns)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "%s ls: %s: %v\n", Prog, ns.Path, err)
+		return ExitUsage
+	}
+	held := netns.SocketHolders(func(uint32) bool { return true })
+	entries := make([]lsEntry, 0, len(socks))
+	for i := range socks {
+		s := &socks[i]
+		e := lsEntry{
+			Protocol: sockdiag.ProtocolName(s.Protocol),
+			State:    s.State.String(),
+			Local:    s.ID.Src.String(),
+			Remote:   s.ID.Dst.String(),
+			Inode:    s.Inode,
+			Cookie:   "0x" + strconv.FormatUint(s.ID.Cookie, 16),
+			RecvQ:    s.RecvQ,
+			SendQ:    s.SendQ,
+		}
+		switch {
+		case s.Mini():
+			e.Owner = reap.OwnerMini
+		case s.Inode == 0:
+			e.Owner = reap.OwnerOrphan
+		default:
+			e.Owner = reap.OwnerKernel
+			if p, ok := held[s.Inode]; ok {
+				e.Owner, e.PID, e.Command = reap.OwnerProcess, p.PID, p.Comm
+			}
+		}
+		entries = append(entries, e)
+	}
+	if *asJSON {
+		_ = json.NewEncoder(env.Stdout).Encode(entries)
+		return ExitOK
+	}
+	w := tabwriter.NewWriter(env.Stdout, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(w, "PROTO\tSTATE\tRECV-Q\tSEND-Q\tLOCAL\tREMOTE\tOWNER")
+	for _, e := range entries {
+		owner := e.Owner
+		if e.PID != 0 {
+			owner = fmt.Sprintf("%s (pid %d)", e.Command, e.PID)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\t%s\t%s\n", e.Protocol, e.State, e.RecvQ, e.SendQ, e.Local, e.Remote, owner)
+	}
+	w.Flush()
+	return ExitOK
+}
+
+// dumpAll lists every TCP and UDP socket of ns.
+func dumpAll(ns *netns.NS) ([]sockdiag.Socket, error) {
+	var conn *sockdiag.Conn
+	err := ns.Do(func() (err error) { conn, err = sockdiag.Open(); return err })
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	var out []sockdiag.Socket
+	for _, proto := range []uint8{unix.IPPROTO_TCP, unix.IPPROTO_UDP} {
+		for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
+			for try := 0; ; try++ {
+				n := len(out)
+				err := conn.Dump(fam, proto, sockdiag.AllStates, func(s *sockdiag.Socket) error {
+					out = append(out, *s)
+					return nil
+				})
+				if err == sockdiag.ErrInterrupted && try < 3 {
+					out = out[:n]
+					continue
+				}
+				if err != nil && err != sockdiag.ErrInterrupted {
+					return nil, err
+				}
+				break
+			}
+		}
+	}
+	return out, nil
+}

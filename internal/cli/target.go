@@ -1,0 +1,62 @@
+package cli
+
+import (
+	"flag"
+	"fmt"
+	"strings"
+
+	"github.com/sockreap/sockreap/internal/netns"
+)
+
+// targetFlags are the --netns/--pid flags of ls and drain.
+type targetFlags struct {
+	path string
+	pid  int
+}
+
+func (t *targetFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&t.path, "netns", "", "network namespace file: /var/run/netns/NAME, a pin, /proc/PID/ns/net")
+	fs.IntVar(&t.pid, "pid", 0, "use the network namespace of process `PID`")
+}
+
+// open opens the target namespace after refusing the host's and our own.
+// On failure it prints one line and returns ExitUsage.
+func (t *targetFlags) open(env *Env, cmd string) (*netns.NS, int) {
+	if (t.path == "") == (t.pid == 0) {
+		return nil, Usagef(env, cmd, "give exactly one of --netns PATH or --pid PID")
+	}
+	var (
+		ns  *netns.NS
+		err error
+	)
+	if t.path != "" {
+		ns, err = netns.Open(t.path)
+	} else {
+		ns, err = netns.OpenPID(t.pid)
+	}
+	if err != nil {
+		return nil, Usagef(env, cmd, "%v", err)
+	}
+	warning, err := netns.CheckTarget(ns.ID)
+	if err != nil {
+		ns.Close()
+		return nil, Usagef(env, cmd, "refusing %s: %v", ns.Path, err)
+	}
+	if warning != "" {
+		fmt.Fprintf(env.Stderr, "%s %s: warning: %s\n", Prog, cmd, warning)
+	}
+	return ns, ExitOK
+}
+
+// describeProcs renders up to five processes for a message.
+func describeProcs(ps []netns.Proc) string {
+	var parts []string
+	for i, p := range ps {
+		if i == 5 {
+			parts = append(parts, fmt.Sprintf("and %d more", len(ps)-5))
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%d %s", p.PID, p.Comm))
+	}
+	return strings.Join(parts, ", ")
+}
