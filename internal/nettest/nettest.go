@@ -160,3 +160,17 @@ func Run(t testing.TB, args ...string) string {
 	}
 	return string(out)
 }
+
+// DeleteAndWatch deletes namespace x (its name and the test's handle on it)
+// and watches the veth end peerDev in p: it returns how long the end took
+// to disappear, or -1 if it is still there after a second, which means
+// something still holds x.
+func DeleteAndWatch(t testing.TB, x, p *Netns, peerDev string) time.Duration {
+	t.Helper()
+	if x.NS != nil {
+		x.NS.Close()
+		x.NS = nil
+	}
+	Run(t, "ip", "netns", "del", x.Name)
+	return WaitGone(time.Second, func() bool { return LinkGone(p, peerDev) })
+}

@@ -319,7 +319,7 @@ func (d *drainer) worker(ctx context.Context, c *sockdiag.Conn, p *pass, work <-
 func (d *drainer) destroyable(s *sockdiag.Socket) bool {
 	if s.Protocol == unix.IPPROTO_TCP {
 		switch {
-		case s.State == sockdiag.TimeWait:
+		case s.State == sockdiag.TimeWait || s.Timer == sockdiag.TimerTimeWait:
 			// Holds no namespace reference and dies with the namespace;
 			// older kernels refuse to destroy it.
 			return d.caps.TimeWait

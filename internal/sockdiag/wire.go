@@ -32,6 +32,7 @@ type Socket struct {
 	Family   uint8 // unix.AF_INET or unix.AF_INET6
 	Protocol uint8 // unix.IPPROTO_TCP or unix.IPPROTO_UDP
 	State    State
+	Timer    uint8 // pending timer: 1 retransmit, 2 keepalive, 3 TIME_WAIT, 4 zero-window probe
 	ID       ID
 	RecvQ    uint32
 	SendQ    uint32
@@ -42,7 +43,7 @@ type Socket struct {
 // Orphan reports whether the socket is a full TCP socket whose process has
 // gone: it still holds a reference to its network namespace.
 func (s *Socket) Orphan() bool {
-	if s.Protocol != unix.IPPROTO_TCP || s.Inode != 0 {
+	if s.Protocol != unix.IPPROTO_TCP || s.Inode != 0 || s.Mini() {
 		return false
 	}
 	switch s.State {
@@ -52,10 +53,25 @@ func (s *Socket) Orphan() bool {
 	return false
 }
 
-// Mini reports whether the socket is a TIME_WAIT or request (NEW_SYN_RECV)
-// mini socket: these hold no namespace reference and no process.
+// TimerTimeWait is the timer a time-wait mini socket reports.
+const TimerTimeWait = 3
+
+// Mini reports whether the socket is a time-wait mini socket (TIME_WAIT, or
+// FIN_WAIT2 after close with a short tcp_fin_timeout) or a request socket
+// (reported in SYN_RECV): these hold no namespace reference and no process.
 func (s *Socket) Mini() bool {
-	return s.Protocol == unix.IPPROTO_TCP && (s.State == TimeWait || s.State == NewSynRecv)
+	if s.Protocol != unix.IPPROTO_TCP {
+		return false
+	}
+	switch {
+	case s.State == TimeWait || s.State == NewSynRecv:
+		return true
+	case s.Timer == TimerTimeWait:
+		return true
+	case s.State == SynRecv && s.Inode == 0:
+		return true
+	}
+	return false
 }
 
 func (s *Socket) String() string {
@@ -125,6 +141,7 @@ func parseDiagMsg(b []byte, protocol uint8, s *Socket) error {
 	s.Family = family
 	s.Protocol = protocol
 	s.State = State(b[1])
+	s.Timer = b[2]
 	id := b[4 : 4+sizeofSockID]
 	sport := binary.BigEndian.Uint16(id[0:2])
 	dport := binary.BigEndian.Uint16(id[2:4])

@@ -1,0 +1,320 @@
+package reap_test
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sockreap/sockreap/internal/nettest"
+	"github.com/sockreap/sockreap/internal/reap"
+	"github.com/sockreap/sockreap/internal/sockdiag"
+	"golang.org/x/sys/unix"
+)
+
+// fixture is a target namespace X linked to a peer namespace P.
+type fixture struct {
+	x, p *nettest.Netns
+	link *nettest.Link
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	nettest.RequireRoot(t)
+	f := &fixture{x: nettest.NewNetns(t), p: nettest.NewNetns(t)}
+	f.link = nettest.Connect(t, f.x, f.p)
+	return f
+}
+
+// families yields the X and P addresses of the link for IPv4 and IPv6.
+func (f *fixture) families() [][2]netip.Addr {
+	return [][2]netip.Addr{{f.link.A4, f.link.B4}, {f.link.A6, f.link.B6}}
+}
+
+// stateCounts dumps X with a fresh sock_diag socket.
+func stateCounts(t *testing.T, n *nettest.Netns) map[string]int {
+	t.Helper()
+	counts := map[string]int{}
+	err := n.NS.Do(func() error {
+		c, err := sockdiag.Open()
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for _, proto := range []uint8{unix.IPPROTO_TCP, unix.IPPROTO_UDP} {
+			for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
+				err := c.Dump(fam, proto, sockdiag.AllStates, func(s *sockdiag.Socket) error {
+					counts[sockdiag.ProtocolName(proto)+"/"+s.State.String()]++
+					return nil
+				})
+				if err != nil && !errors.Is(err, sockdiag.ErrInterrupted) {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return counts
+}
+
+// waitState polls X until the dump shows at least n sockets in key.
+func waitState(t *testing.T, x *nettest.Netns, key string, n int) {
+	t.Helper()
+	if nettest.WaitGone(3*time.Second, func() bool { return stateCounts(t, x)[key] >= n }) < 0 {
+		t.Fatalf("no %d sockets in %s appeared; have %v", n, key, stateCounts(t, x))
+	}
+}
+
+// makeOrphans leaves, for each family, orphans in FIN-WAIT-1 (zero window),
+// FIN-WAIT-2, CLOSING and LAST-ACK, plus TIME-WAIT, in X: everything a dead
+// container's process leaves behind. The peer sockets in P stay open (and
+// are reset at cleanup).
+func (f *fixture) makeOrphans(t *testing.T) {
+	t.Helper()
+	for i, fam := range f.families() {
+		port := uint16(7000 + 10*i)
+		lst := f.p.Listen(t, netip.AddrPortFrom(fam[1], port), 64, 4096)
+		dial := func() (*nettest.Socket, *nettest.Socket) {
+			c := f.x.Dial(t, netip.AddrPortFrom(fam[1], port))
+			return c, nettest.Accept(t, lst)
+		}
+		// FIN-WAIT-1: the peer never reads, the window closes, close().
+		c, _ := dial()
+		nettest.Fill(t, c)
+		c.Close()
+		// FIN-WAIT-2: close(); the peer acks the FIN and never closes.
+		c, _ = dial()
+		c.Close()
+		// CLOSING: unsent data to a zero window, close(), then the peer's FIN.
+		c, s := dial()
+		nettest.Fill(t, c)
+		c.Close()
+		_ = unix.Shutdown(s.FD, unix.SHUT_WR)
+		// LAST-ACK: the peer closes first, we write into its zero window
+		// and close.
+		c, s = dial()
+		_ = unix.Shutdown(s.FD, unix.SHUT_WR)
+		waitState(t, f.x, "tcp/CLOSE-WAIT", 1)
+		nettest.Fill(t, c)
+		c.Close()
+		// TIME-WAIT: we close first, the peer closes too.
+		c, s = dial()
+		c.Close()
+		s.Close()
+	}
+	for _, key := range []string{"tcp/FIN-WAIT-1", "tcp/FIN-WAIT-2", "tcp/CLOSING", "tcp/LAST-ACK", "tcp/TIME-WAIT"} {
+		waitState(t, f.x, key, 2)
+	}
+}
+
+// makeLive opens, for each family, sockets a running container holds: a
+// listener with pending (unaccepted) connections and request sockets, an
+// established connection, a connection in SYN-SENT, connected and bound UDP.
+func (f *fixture) makeLive(t *testing.T) []*nettest.Socket {
+	t.Helper()
+	var held []*nettest.Socket
+	for i, fam := range f.families() {
+		port := uint16(8000 + 10*i)
+		// Listener in X; P connects twice, nobody accepts.
+		lst := f.x.Listen(t, netip.AddrPortFrom(fam[0], port), 16, 0)
+		f.p.Dial(t, netip.AddrPortFrom(fam[0], port))
+		f.p.Dial(t, netip.AddrPortFrom(fam[0], port))
+		// A deferred-accept listener keeps connections without data as
+		// request sockets (NEW-SYN-RECV).
+		dl := f.x.NewSocket(t, unix.SOCK_STREAM, fam[0])
+		_ = unix.SetsockoptInt(dl.FD, unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, 30)
+		if err := unix.Bind(dl.FD, nettest.Sockaddr(netip.AddrPortFrom(fam[0], port+1))); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Listen(dl.FD, 16); err != nil {
+			t.Fatal(err)
+		}
+		f.p.Dial(t, netip.AddrPortFrom(fam[0], port+1))
+		// Established from X to P.
+		pl := f.p.Listen(t, netip.AddrPortFrom(fam[1], port), 16, 0)
+		est := f.x.Dial(t, netip.AddrPortFrom(fam[1], port))
+		nettest.Accept(t, pl)
+		// SYN-SENT: an address on the link that nobody answers for.
+		var dead netip.Addr
+		if fam[0].Is4() {
+			dead = netip.MustParseAddr("192.0.2.254")
+			f.x.Exec(t, "ip", "route", "add", "192.0.2.254/32", "dev", f.link.NameA)
+		} else {
+			dead = fam[0].Prev() // ::0 of the /126: unowned
+		}
+		syn := f.x.DialAsync(t, netip.AddrPortFrom(dead, 9))
+		// UDP: connected and bound.
+		uc := f.x.BindUDP(t, netip.AddrPortFrom(fam[0], 0), netip.AddrPortFrom(fam[1], 53))
+		ub := f.x.BindUDP(t, netip.AddrPortFrom(fam[0], port), netip.AddrPort{})
+		held = append(held, lst, dl, est, syn, uc, ub)
+	}
+	waitState(t, f.x, "tcp/SYN-RECV", 2)
+	waitState(t, f.x, "tcp/SYN-SENT", 2)
+	return held
+}
+
+func TestDrainOrphans(t *testing.T) {
+	f := newFixture(t)
+	f.makeOrphans(t)
+	before := stateCounts(t, f.x)
+	t.Logf("before: %v", before)
+
+	rep, err := reap.Drain(context.Background(), f.x.NS, reap.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("report: %+v", rep)
+	if left := stateCounts(t, f.x); len(left) != 0 {
+		t.Errorf("sockets left after drain: %v", left)
+	}
+	if ss := f.x.SS(t); len(ss) != 0 {
+		t.Errorf("ss still lists:\n%s", strings.Join(ss, "\n"))
+	}
+	if rep.Remaining != 0 || rep.Found < 10 || rep.Destroyed < 8 {
+		t.Errorf("report: found %d destroyed %d remaining %d", rep.Found, rep.Destroyed, rep.Remaining)
+	}
+
+	// The namespace is now free to go: deleting it removes the veth end
+	// in P at once.
+	gone := nettest.DeleteAndWatch(t, f.x, f.p, f.link.NameB)
+	if gone < 0 {
+		t.Fatal("netns X still alive 1s after deletion although drained")
+	}
+}
+
+func TestUndrainedOrphanKeepsNetnsAlive(t *testing.T) {
+	f := newFixture(t)
+	f.makeOrphans(t)
+	// Control: without a drain the orphans hold X and its veth.
+	if gone := nettest.DeleteAndWatch(t, f.x, f.p, f.link.NameB); gone >= 0 {
+		t.Fatalf("netns X freed %v after deletion despite its orphans; the drain test proves nothing", gone)
+	}
+}
+
+func TestDrainLiveSockets(t *testing.T) {
+	f := newFixture(t)
+	held := f.makeLive(t)
+	t.Logf("before: %v", stateCounts(t, f.x))
+
+	rep, err := reap.Drain(context.Background(), f.x.NS, reap.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("report: %+v", rep)
+	// Connections are gone; what a live descriptor keeps bound stays bound
+	// (closed listeners, bound UDP) and is reported as left.
+	left := stateCounts(t, f.x)
+	for k, n := range left {
+		if k != "tcp/UNCONN" && k != "udp/UNCONN" {
+			t.Errorf("left after drain: %d in %s (all: %v)", n, k, left)
+		}
+	}
+	if rep.Remaining != left["tcp/UNCONN"]+left["udp/UNCONN"] {
+		t.Errorf("report says %d remaining, dump shows %v", rep.Remaining, left)
+	}
+	// The process sees its sockets aborted.
+	for _, s := range held {
+		if e, err := unix.GetsockoptInt(s.FD, unix.SOL_SOCKET, unix.SO_ERROR); err == nil && e != 0 && unix.Errno(e) != unix.ECONNABORTED {
+			t.Errorf("socket error %v, want ECONNABORTED", unix.Errno(e))
+		}
+	}
+	for _, s := range held {
+		s.Close()
+	}
+	if ss := f.x.SS(t); len(ss) != 0 {
+		t.Errorf("ss lists after the holder closed its descriptors:\n%s", strings.Join(ss, "\n"))
+	}
+}
+
+func TestDrainDryRunDestroysNothing(t *testing.T) {
+	f := newFixture(t)
+	f.makeOrphans(t)
+	before := stateCounts(t, f.x)
+	rep, err := reap.Drain(context.Background(), f.x.NS, reap.Options{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := stateCounts(t, f.x)
+	if rep.Destroyed == 0 || rep.Found == 0 {
+		t.Errorf("dry run reported nothing to do: %+v", rep)
+	}
+	for k, n := range before {
+		if k != "tcp/TIME-WAIT" && after[k] != n {
+			t.Errorf("dry run changed %s: %d -> %d", k, n, after[k])
+		}
+	}
+}
+
+func TestDrainSparesOrphansByPolicy(t *testing.T) {
+	f := newFixture(t)
+	f.makeOrphans(t)
+	rep, err := reap.Drain(context.Background(), f.x.NS, reap.Options{Orphans: reap.OrphansSpare})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Spared == 0 || rep.Remaining == 0 {
+		t.Fatalf("spare policy destroyed the orphans: %+v", rep)
+	}
+	orphans := 0
+	for _, g := range rep.Left {
+		switch g.Owner {
+		case reap.OwnerOrphan:
+			orphans += g.Count
+		case reap.OwnerMini:
+		default:
+			t.Errorf("left a socket that is neither orphan nor mini: %+v", g)
+		}
+	}
+	if orphans != rep.Spared {
+		t.Errorf("left %d orphans, spared %d", orphans, rep.Spared)
+	}
+	// The fallback shortens their life through the namespace's sysctls
+	// (how fast they then die is the kernel matrix's business).
+	for _, key := range []string{"net.ipv4.tcp_orphan_retries", "net.ipv4.tcp_fin_timeout"} {
+		if got := f.x.Exec(t, "sysctl", "-n", key); strings.TrimSpace(got) != "1" {
+			t.Errorf("%s in X = %q, want 1", key, got)
+		}
+	}
+}
+
+func TestDrainLeavesHostAlone(t *testing.T) {
+	nettest.RequireRoot(t)
+	// A loopback connection in the host namespace must survive a drain of
+	// another namespace.
+	lst, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(lst)
+	if err := unix.Bind(lst, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(lst, 4); err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := unix.Getsockname(lst)
+	cl, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(cl)
+	if err := unix.Connect(cl, sa); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t)
+	f.makeOrphans(t)
+	if _, err := reap.Drain(context.Background(), f.x.NS, reap.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.Write(cl, []byte("still here")); err != nil {
+		t.Fatalf("host connection broken by a drain of another namespace: %v", err)
+	}
+	if e, _ := unix.GetsockoptInt(cl, unix.SOL_SOCKET, unix.SO_ERROR); e != 0 {
+		t.Fatalf("host socket error %v", unix.Errno(e))
+	}
+}
