@@ -100,12 +100,12 @@ func usage(w io.Writer) {
 		sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
 	}
 	for _, c := range cmds {
-		fmt.Fprintf(w, "  %-12s %s\n", c.Name, c.Summary)
+		fmt.Fprintf(w, "  %-16s %s\n", c.Name, c.Summary)
 	}
 	if len(stages) > 0 {
 		fmt.Fprintf(w, "\nOCI hook stages:\n")
 		for _, c := range stages {
-			fmt.Fprintf(w, "  %-12s %s\n", c.Name, c.Summary)
+			fmt.Fprintf(w, "  %-16s %s\n", c.Name, c.Summary)
 		}
 	}
 	fmt.Fprintf(w, "\nRun '%s COMMAND --help' for a command's flags.\n", Prog)

@@ -1,0 +1,251 @@
+// Package cli_test runs the sockreap-hook binary as an operator would: the
+// commands the README shows, their exit codes, JSON output and refusals.
+package cli_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sockreap/sockreap/internal/nettest"
+	"golang.org/x/sys/unix"
+)
+
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sockreap-cli-")
+	if err != nil {
+		panic(err)
+	}
+	bin = filepath.Join(dir, "sockreap-hook")
+	out, err := exec.Command("go", "build", "-o", bin, "../../hook").CombinedOutput()
+	if err != nil {
+		os.RemoveAll(dir)
+		panic("build sockreap-hook: " + err.Error() + "\n" + string(out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func run(t *testing.T, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	cmd.Env = append(os.Environ(), "SOCKREAP_STATE_DIR="+t.TempDir())
+	err := cmd.Run()
+	r := result{stdout: o.String(), stderr: e.String()}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("run %v: %v", args, err)
+	}
+	return r
+}
+
+// oneLine asserts a usage error: exit 2 and a single line on stderr that
+// contains every want.
+func oneLine(t *testing.T, r result, want ...string) {
+	t.Helper()
+	if r.code != 2 {
+		t.Errorf("exit %d, want 2 (stderr %q)", r.code, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+	last := lines[len(lines)-1]
+	for _, l := range lines[:len(lines)-1] {
+		if !strings.Contains(l, "warning:") {
+			t.Errorf("more than one error line: %q", r.stderr)
+		}
+	}
+	for _, w := range want {
+		if !strings.Contains(last, w) {
+			t.Errorf("error %q does not mention %q", last, w)
+		}
+	}
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	r := run(t, "--help")
+	if r.code != 0 || !strings.Contains(r.stdout, "drain") || !strings.Contains(r.stdout, "doctor") {
+		t.Errorf("--help: exit %d, %q", r.code, r.stdout)
+	}
+	for _, c := range []string{"ls", "drain", "doctor", "version"} {
+		r := run(t, c, "--help")
+		if r.code != 0 || !strings.Contains(r.stdout, "Usage: sockreap-hook "+c) {
+			t.Errorf("%s --help: exit %d, %q %q", c, r.code, r.stdout, r.stderr)
+		}
+	}
+	if r := run(t, "version"); r.code != 0 || !strings.HasPrefix(r.stdout, "sockreap-hook ") {
+		t.Errorf("version: exit %d, %q", r.code, r.stdout)
+	}
+}
+
+func TestBadInvocations(t *testing.T) {
+	if r := run(t); r.code != 2 || !strings.Contains(r.stderr, "Usage:") {
+		t.Errorf("no arguments: exit %d, want 2 with usage on stderr", r.code)
+	}
+	oneLine(t, run(t, "frobnicate"), "unknown command", "frobnicate")
+	oneLine(t, run(t, "drain"), "--netns", "--pid")
+	oneLine(t, run(t, "drain", "--netns", "/a", "--pid", "3"), "exactly one")
+	oneLine(t, run(t, "drain", "--bogus"), "bogus")
+	oneLine(t, run(t, "drain", "--netns", "/nonexistent/netns"), "/nonexistent/netns")
+	oneLine(t, run(t, "drain", "--netns", "/etc/hostname"), "/etc/hostname", "not a network namespace")
+	oneLine(t, run(t, "drain", "--netns", "/var/run/x", "--timeout", "-1s"), "--timeout")
+	oneLine(t, run(t, "drain", "--netns", "/var/run/x", "--orphans", "maybe"), "--orphans")
+	oneLine(t, run(t, "ls", "--pid", "999999999"), "999999999")
+}
+
+func TestRefusesOwnAndHostNetns(t *testing.T) {
+	nettest.RequireRoot(t)
+	oneLine(t, run(t, "drain", "--netns", "/proc/self/ns/net"), "refusing", "own network namespace")
+	oneLine(t, run(t, "drain", "--pid", "1"), "")
+	oneLine(t, run(t, "ls", "--netns", "/proc/self/ns/net"), "refusing")
+}
+
+func TestDrainRefusesLiveProcess(t *testing.T) {
+	nettest.RequireRoot(t)
+	x := nettest.NewNetns(t)
+	sleeper := exec.Command("ip", "netns", "exec", x.Name, "sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+	// Wait until sleep runs inside the namespace.
+	nettest.WaitGone(2*time.Second, func() bool {
+		r := run(t, "drain", "--netns", x.Path)
+		return strings.Contains(r.stderr, "sleep")
+	})
+	oneLine(t, run(t, "drain", "--netns", x.Path), "refusing", "live process", "sleep", "--force")
+	if r := run(t, "drain", "--netns", x.Path, "--force"); r.code != 0 {
+		t.Errorf("drain --force: exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	if r := run(t, "drain", "--netns", x.Path, "--dry-run"); r.code != 0 {
+		t.Errorf("drain --dry-run with live process: exit %d: %s", r.code, r.stderr)
+	}
+}
+
+// orphanNetns returns a namespace X holding a zero-window orphan to a peer
+// in P, linked by a veth whose P end is returned.
+func orphanNetns(t *testing.T) (x, p *nettest.Netns, peerDev string) {
+	x, p = nettest.NewNetns(t), nettest.NewNetns(t)
+	l := nettest.Connect(t, x, p)
+	for _, dst := range []netip.Addr{l.B4, l.B6} {
+		lst := p.Listen(t, netip.AddrPortFrom(dst, 9100), 8, 4096)
+		c := x.Dial(t, netip.AddrPortFrom(dst, 9100))
+		nettest.Accept(t, lst)
+		nettest.Fill(t, c)
+		c.Close()
+	}
+	return x, p, l.NameB
+}
+
+func TestLsShowsOwners(t *testing.T) {
+	nettest.RequireRoot(t)
+	x, _, _ := orphanNetns(t)
+	// A live listener held by this test process.
+	x.Listen(t, netip.MustParseAddrPort("127.0.0.1:9200"), 4, 0)
+	r := run(t, "ls", "--netns", x.Path, "--json")
+	if r.code != 0 {
+		t.Fatalf("ls: exit %d: %s", r.code, r.stderr)
+	}
+	var entries []struct {
+		Protocol, State, Local, Remote, Owner string
+		PID                                   int
+		Command                               string
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &entries); err != nil {
+		t.Fatalf("ls --json: %v\n%s", err, r.stdout)
+	}
+	owners := map[string]int{}
+	for _, e := range entries {
+		owners[e.Owner]++
+		if e.Owner == "process" && (e.PID != os.Getpid() || e.State != "LISTEN") {
+			t.Errorf("process entry %+v, want this test's listener (pid %d)", e, os.Getpid())
+		}
+	}
+	if owners["orphan"] != 2 || owners["process"] != 1 {
+		t.Errorf("owners %v, want 2 orphans and 1 process", owners)
+	}
+	table := run(t, "ls", "--netns", x.Path)
+	if !strings.Contains(table.stdout, "FIN-WAIT-1") || !strings.Contains(table.stdout, "orphan") || !strings.Contains(table.stdout, "(pid ") {
+		t.Errorf("ls table:\n%s", table.stdout)
+	}
+}
+
+func TestDrainJSONFreesNetns(t *testing.T) {
+	nettest.RequireRoot(t)
+	x, p, peerDev := orphanNetns(t)
+	r := run(t, "drain", "--netns", x.Path, "--json")
+	if r.code != 0 {
+		t.Fatalf("drain: exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	var rep map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("drain --json: %v: %s", err, r.stdout)
+	}
+	for _, k := range []string{"found", "destroyed", "remaining", "duration_us"} {
+		if _, ok := rep[k].(float64); !ok {
+			t.Errorf("drain --json lacks integer %q: %s", k, r.stdout)
+		}
+	}
+	if rep["found"].(float64) != 2 || rep["destroyed"].(float64) != 2 || rep["remaining"].(float64) != 0 {
+		t.Errorf("report %s, want found 2 destroyed 2 remaining 0", r.stdout)
+	}
+	if ss := x.SS(t); len(ss) != 0 {
+		t.Errorf("ss after drain:\n%s", strings.Join(ss, "\n"))
+	}
+	if nettest.DeleteAndWatch(t, x, p, peerDev) < 0 {
+		t.Error("drained netns still alive 1s after deletion")
+	}
+}
+
+func TestDrainExitOneWhenSocketsRemain(t *testing.T) {
+	nettest.RequireRoot(t)
+	x, _, _ := orphanNetns(t)
+	// Spared orphans remain: exit 1, and the text report says what is left.
+	r := run(t, "drain", "--netns", x.Path, "--orphans", "spare")
+	if r.code != 1 || !strings.Contains(r.stdout, "left: tcp") || !strings.Contains(r.stdout, "orphan") {
+		t.Errorf("drain --orphans spare: exit %d, %q", r.code, r.stdout)
+	}
+}
+
+func TestDoctor(t *testing.T) {
+	nettest.RequireRoot(t)
+	r := run(t, "doctor", "--json")
+	if r.code != 0 {
+		t.Fatalf("doctor: exit %d: %s", r.code, r.stderr)
+	}
+	var d map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &d); err != nil {
+		t.Fatal(err)
+	}
+	var u unix.Utsname
+	_ = unix.Uname(&u)
+	if d["kernel"] != unix.ByteSliceToString(u.Release[:]) {
+		t.Errorf("doctor kernel %v", d["kernel"])
+	}
+	for _, k := range []string{"destroy", "tcp", "udp", "time_wait", "orphan_safe"} {
+		if _, ok := d[k].(bool); !ok {
+			t.Errorf("doctor --json lacks %q: %s", k, r.stdout)
+		}
+	}
+	if t := run(t, "doctor"); !strings.Contains(t.stdout, "SOCK_DESTROY") {
+		panic(t.stdout)
+	}
+}
