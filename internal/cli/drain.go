@@ -32,6 +32,7 @@ func runDrain(env *Env, c *Command, args []string) int {
 		orphans   = fs.String("orphans", string(reap.OrphansAuto), "orphan policy: auto (destroy only where the kernel frees them), destroy, spare")
 		protocols = fs.String("protocols", "tcp,udp", "protocols to drain: tcp, udp or tcp,udp")
 		stateDir  = fs.String("state-dir", DefaultStateDir(), "where the kernel probe result is cached")
+		workers   = fs.Int("workers", 0, "parallel destroyers (0: one per CPU)")
 	)
 	t.register(fs)
 	if code, done := Parse(env, fs, args); done {
@@ -43,7 +44,7 @@ func runDrain(env *Env, c *Command, args []string) int {
 	if *timeout <= 0 {
 		return Usagef(env, c.Name, "--timeout must be positive, got %s", *timeout)
 	}
-	opts := reap.Options{Timeout: *timeout, DryRun: *dryRun, Orphans: reap.OrphanPolicy(*orphans)}
+	opts := reap.Options{Timeout: *timeout, DryRun: *dryRun, Orphans: reap.OrphanPolicy(*orphans), Workers: *workers}
 	switch opts.Orphans {
 	case reap.OrphansAuto, reap.OrphansDestroy, reap.OrphansSpare:
 	default:
