@@ -1,0 +1,110 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sockreap/sockreap/internal/netns"
+	"github.com/sockreap/sockreap/internal/pin"
+)
+
+func init() {
+	c := &Command{
+		Name:    "pins",
+		Summary: "list pinned network namespaces: container, namespace, age, processes inside",
+		Usage:   "pins [--state-dir DIR] [--json]",
+	}
+	c.Run = func(env *Env, args []string) int { return runPins(env, c, args) }
+	Register(c)
+}
+
+// pinInfo is one line of `pins`.
+type pinInfo struct {
+	Container    string       `json:"container"`
+	Path         string       `json:"path"`
+	Netns        string       `json:"netns"` // net:[inode], "" when the pin is no namespace mount
+	Mounted      bool         `json:"mounted"`
+	AgeSeconds   float64      `json:"age_seconds"`
+	Created      *time.Time   `json:"created,omitempty"`
+	Bundle       string       `json:"bundle,omitempty"`
+	RuntimeState string       `json:"runtime_state,omitempty"`
+	Processes    []netns.Proc `json:"processes"`
+}
+
+func describePin(p *pin.Pin, now time.Time) pinInfo {
+	pi := pinInfo{Container: p.ID, Path: p.Path, Mounted: p.Mounted, Processes: []netns.Proc{}}
+	if p.Mounted {
+		pi.Netns = p.NS.String()
+		if procs, _, err := netns.Procs(p.NS); err == nil && procs != nil {
+			pi.Processes = procs
+		}
+	}
+	if p.Meta != nil {
+		c := p.Meta.Created
+		pi.Created = &c
+		pi.Bundle = p.Meta.Bundle
+		pi.RuntimeState = p.Meta.RuntimeState
+		pi.AgeSeconds = p.Age(now).Round(time.Millisecond).Seconds()
+	}
+	return pi
+}
+
+func runPins(env *Env, c *Command, args []string) int {
+	var cf commonFlags
+	fs := NewFlags(env, c)
+	fs.StringVar(&cf.stateDir, "state-dir", "", "state directory holding the pins (default /run/sockreap, or $SOCKREAP_STATE_DIR)")
+	fs.StringVar(&cf.configPath, "config", "", "configuration file (default /etc/sockreap/config.toml)")
+	asJSON := fs.Bool("json", false, "print a JSON array")
+	if code, done := Parse(env, fs, args); done {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return Usagef(env, c.Name, "unexpected argument %q", fs.Arg(0))
+	}
+	cf.logFile = "/dev/null" // listing logs nothing
+	s := cf.resolve(env)
+	for _, p := range s.problems {
+		fmt.Fprintf(env.Stderr, "%s pins: warning: %v\n", Prog, p)
+	}
+	pins, err := s.store.List()
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "%s pins: %v\n", Prog, err)
+		return ExitUsage
+	}
+	now := time.Now()
+	infos := make([]pinInfo, 0, len(pins))
+	for _, p := range pins {
+		infos = append(infos, describePin(p, now))
+	}
+	if *asJSON {
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(infos)
+		return ExitOK
+	}
+	if len(infos) == 0 {
+		fmt.Fprintf(env.Stdout, "no pins in %s\n", s.store.Dir)
+		return ExitOK
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CONTAINER\tNETNS\tAGE\tPROCESSES")
+	for _, pi := range infos {
+		ns := pi.Netns
+		if !pi.Mounted {
+			ns = "(not mounted)"
+		}
+		age := "?"
+		if pi.Created != nil {
+			age = (time.Duration(pi.AgeSeconds * float64(time.Second))).Round(time.Second).String()
+		}
+		procs := "none"
+		if len(pi.Processes) > 0 {
+			procs = describeProcs(pi.Processes)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", pi.Container, ns, age, procs)
+	}
+	tw.Flush()
+	return ExitOK
+}

@@ -1,0 +1,103 @@
+// Package engine edits the configuration of container engines (Docker,
+// containerd, CRI-O, podman/CRI-O hooks.d) so that they run sockreap. Every
+// edit decodes the existing file into generic maps, sets only the keys
+// sockreap owns and writes the rest back unchanged; the caller backs the
+// old file up and writes the new one atomically with Apply.
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Edit is the planned new content of one file.
+type Edit struct {
+	Path   string
+	Old    []byte // nil when the file does not exist
+	New    []byte
+	Exists bool
+	Notes  []string // things the operator should know, one line each
+}
+
+// Changed reports whether writing the edit would change the file.
+func (e *Edit) Changed() bool { return !e.Exists || !bytes.Equal(e.Old, e.New) }
+
+// ReadFile returns the content of path, or nil and exists=false when it is
+// missing. Any other error names the file.
+func ReadFile(path string) (data []byte, exists bool, err error) {
+	data, err = os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read %s: %w", path, err)
+	}
+	return data, true, nil
+}
+
+// Apply writes the edit when it changes the file: the old file is first
+// copied to a timestamped backup next to it (returned), then the new
+// content replaces it atomically with the old file's mode. An unchanged
+// edit writes nothing and returns "".
+func Apply(e *Edit) (backup string, err error) {
+	if !e.Changed() {
+		return "", nil
+	}
+	mode := fs.FileMode(0o644)
+	if e.Exists {
+		if st, err := os.Stat(e.Path); err == nil {
+			mode = st.Mode().Perm()
+		}
+		backup = e.Path + ".sockreap-bak." + time.Now().UTC().Format("20060102T150405.000000000Z")
+		if err := writeAtomic(backup, e.Old, mode); err != nil {
+			return "", fmt.Errorf("back up %s: %w", e.Path, err)
+		}
+	} else if err := os.MkdirAll(filepath.Dir(e.Path), 0o755); err != nil {
+		return "", fmt.Errorf("create directory for %s: %w", e.Path, err)
+	}
+	if err := writeAtomic(e.Path, e.New, mode); err != nil {
+		return backup, err
+	}
+	return backup, nil
+}
+
+// writeAtomic writes data to a temporary file in path's directory, syncs
+// it and renames it over path, so a reader sees the old or the new file,
+// never half of one.
+func writeAtomic(path string, data []byte, mode fs.FileMode) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	name := tmp.Name()
+	defer os.Remove(name) // no-op after a successful rename
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return fmt.Errorf("chmod %s: %w", name, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("sync %s: %w", name, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", name, err)
+	}
+	if err := os.Rename(name, path); err != nil {
+		return fmt.Errorf("replace %s: %w", path, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}

@@ -1,0 +1,44 @@
+// Package logging writes sockreap's logs: log/slog JSON lines appended to a
+// file. Never stdout, which belongs to the OCI runtime calling the hook.
+package logging
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+)
+
+// Open returns a logger that appends JSON lines to path, creating the file
+// and its directory when missing, and a function that closes the file. When
+// the file cannot be opened the logger writes to fallback instead (the
+// hook's stderr, which runtimes show in their own error) and err says why.
+//
+// Each record is one write(2) on an O_APPEND file, so lines from hooks
+// running in parallel never interleave.
+func Open(path string, level slog.Level, fallback io.Writer) (log *slog.Logger, closeFn func() error, err error) {
+	opts := &slog.HandlerOptions{Level: level}
+	f, err := openFile(path)
+	if err != nil {
+		if fallback == nil {
+			fallback = io.Discard
+		}
+		return slog.New(slog.NewJSONHandler(fallback, opts)), func() error { return nil }, err
+	}
+	return slog.New(slog.NewJSONHandler(f, opts)), f.Close, nil
+}
+
+func openFile(path string) (*os.File, error) {
+	if path == "" {
+		return nil, fmt.Errorf("open log file: no path given")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("open log file %s: create directory: %w", path, err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("open log file %s: %w", path, err)
+	}
+	return f, nil
+}

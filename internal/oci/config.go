@@ -1,0 +1,84 @@
+package oci
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// AnnotationDrain opts a container out of the drain when set to "false"
+// (also "0", "no", "off").
+const AnnotationDrain = "io.sockreap.drain"
+
+// DrainDisabled reports whether the annotations opt the container out.
+func DrainDisabled(annotations map[string]string) bool {
+	v, ok := annotations[AnnotationDrain]
+	if !ok {
+		return false
+	}
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "false", "0", "no", "off":
+		return true
+	}
+	return false
+}
+
+// Config is the part of a bundle's config.json the hook needs.
+type Config struct {
+	Annotations map[string]string
+	// HasNetns is true when the container gets its own (or a joined)
+	// network namespace; false means it shares the runtime's (host) one.
+	HasNetns bool
+	// NetnsPath is the path of the network namespace the container joins,
+	// "" when the runtime creates a fresh one.
+	NetnsPath string
+}
+
+// ConfigPath returns bundle/config.json.
+func ConfigPath(bundle string) string { return filepath.Join(bundle, "config.json") }
+
+// ReadConfig reads the annotations and the network namespace of
+// bundle/config.json. Fields it does not need are not checked.
+func ReadConfig(bundle string) (*Config, error) {
+	if bundle == "" {
+		return nil, errors.New("read bundle config: the OCI state names no bundle directory")
+	}
+	path := ConfigPath(bundle)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read bundle config %s: %w", path, err)
+	}
+	var doc struct {
+		Annotations map[string]string `json:"annotations"`
+		Linux       *struct {
+			Namespaces []specs.LinuxNamespace `json:"namespaces"`
+		} `json:"linux"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("parse bundle config %s: %w", path, err)
+	}
+	c := &Config{Annotations: doc.Annotations}
+	if doc.Linux != nil {
+		for _, ns := range doc.Linux.Namespaces {
+			if ns.Type == specs.NetworkNamespace {
+				c.HasNetns = true
+				c.NetnsPath = ns.Path
+			}
+		}
+	}
+	return c, nil
+}
+
+// IsProcPath reports whether a namespace path goes through /proc (for
+// example /proc/<pid>/ns/net). Such a path names a process, not a
+// namespace: once that process is gone its pid may belong to another one,
+// so it must never be trusted after the container stopped.
+func IsProcPath(path string) bool {
+	clean := filepath.Clean(path)
+	return clean == "/proc" || strings.HasPrefix(clean, "/proc/")
+}

@@ -1,0 +1,269 @@
+package oci
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"syscall"
+)
+
+// HookOptions say which binary the hooks run and what extra flags follow
+// the stage name.
+type HookOptions struct {
+	Path    string   // absolute path of sockreap-hook
+	Args    []string // extra flags after the stage name, e.g. --state-dir DIR
+	Timeout int      // OCI hook timeout in seconds; 0 means none
+}
+
+// Stages the hooks are installed in. createRuntime pins the namespace while
+// the container's init process is alive; poststop drains it after every
+// process is gone.
+const (
+	StageCreateRuntime = "createRuntime"
+	StagePoststop      = "poststop"
+)
+
+// HookName is the program name sockreap hooks carry in args[0]; a hook whose
+// path or args[0] ends in it is recognised as ours.
+const HookName = "sockreap-hook"
+
+// OCITimeoutFlag is the flag through which the injected hook learns its own
+// OCI timeout (the state on stdin does not carry it), so that it can keep
+// its drain budget inside it.
+const OCITimeoutFlag = "--oci-timeout"
+
+// hookFor builds the hook entry for stage.
+func hookFor(stage string, opts HookOptions) map[string]any {
+	args := []string{HookName, stage}
+	args = append(args, opts.Args...)
+	h := map[string]any{"path": opts.Path}
+	if opts.Timeout > 0 {
+		args = append(args, OCITimeoutFlag+"="+strconv.Itoa(opts.Timeout))
+		h["timeout"] = opts.Timeout
+	}
+	h["args"] = args
+	return h
+}
+
+// AddHooks inserts the sockreap createRuntime and poststop hooks into
+// bundle/config.json. It is idempotent: an existing sockreap hook is updated
+// in place and duplicates are dropped. Every other field is kept (the file is
+// decoded generically, so fields unknown to this program survive), and the
+// file is replaced atomically with its mode and owner kept. changed is false
+// when the file already had exactly these hooks (it is then not rewritten).
+func AddHooks(bundle string, opts HookOptions) (changed bool, err error) {
+	if !filepath.IsAbs(opts.Path) {
+		return false, fmt.Errorf("add sockreap hooks to %s: hook path %q is not absolute (OCI requires an absolute path)", ConfigPath(bundle), opts.Path)
+	}
+	if opts.Timeout < 0 {
+		return false, fmt.Errorf("add sockreap hooks to %s: negative hook timeout %d", ConfigPath(bundle), opts.Timeout)
+	}
+	return editHooks(bundle, func(stage string, list []json.RawMessage) ([]json.RawMessage, error) {
+		want, err := json.Marshal(hookFor(stage, opts))
+		if err != nil {
+			return nil, err
+		}
+		var out []json.RawMessage
+		placed := false
+		for _, raw := range list {
+			h, ours, err := decodeHook(raw, opts.Path)
+			if err != nil {
+				return nil, fmt.Errorf("hooks.%s: %w", stage, err)
+			}
+			if !ours {
+				out = append(out, raw)
+				continue
+			}
+			if placed {
+				continue // a duplicate of ours
+			}
+			placed = true
+			// Update in place: keep fields we do not set (env, ...).
+			delete(h, "timeout")
+			var mine map[string]json.RawMessage
+			_ = json.Unmarshal(want, &mine)
+			for k, v := range mine {
+				h[k] = v
+			}
+			b, err := json.Marshal(h)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, b)
+		}
+		if !placed {
+			if stage == StagePoststop {
+				// First: drain before other poststop hooks (CNI
+				// teardown, ...) take the network apart.
+				out = append([]json.RawMessage{want}, out...)
+			} else {
+				// Last: pin once the namespace is fully set up.
+				out = append(out, want)
+			}
+		}
+		return out, nil
+	})
+}
+
+// RemoveHooks deletes every sockreap hook from bundle/config.json, leaving
+// everything else as it was. hookPath, when not empty, is also recognised as
+// ours.
+func RemoveHooks(bundle, hookPath string) (changed bool, err error) {
+	return editHooks(bundle, func(stage string, list []json.RawMessage) ([]json.RawMessage, error) {
+		var out []json.RawMessage
+		for _, raw := range list {
+			_, ours, err := decodeHook(raw, hookPath)
+			if err != nil {
+				return nil, fmt.Errorf("hooks.%s: %w", stage, err)
+			}
+			if !ours {
+				out = append(out, raw)
+			}
+		}
+		return out, nil
+	})
+}
+
+// decodeHook decodes one hook entry and tells whether it is a sockreap hook.
+func decodeHook(raw json.RawMessage, ourPath string) (map[string]json.RawMessage, bool, error) {
+	var h map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &h); err != nil {
+		return nil, false, fmt.Errorf("malformed hook entry %s: %w", raw, err)
+	}
+	var path string
+	var args []string
+	_ = json.Unmarshal(h["path"], &path)
+	_ = json.Unmarshal(h["args"], &args)
+	ours := (ourPath != "" && path == ourPath) || filepath.Base(path) == HookName
+	if len(args) > 0 && filepath.Base(args[0]) == HookName {
+		ours = true
+	}
+	return h, ours, nil
+}
+
+// editHooks applies edit to the createRuntime and poststop hook lists of
+// bundle/config.json and writes the file back if anything changed.
+func editHooks(bundle string, edit func(stage string, list []json.RawMessage) ([]json.RawMessage, error)) (bool, error) {
+	path := ConfigPath(bundle)
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		return false, fmt.Errorf("edit hooks: read bundle config %s: %w", path, err)
+	}
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(orig, &doc); err != nil {
+		return false, fmt.Errorf("edit hooks: parse bundle config %s: %w", path, err)
+	}
+	if doc == nil {
+		return false, fmt.Errorf("edit hooks: bundle config %s is not a JSON object", path)
+	}
+	var hooks map[string]json.RawMessage
+	if raw, ok := doc["hooks"]; ok && !isNull(raw) {
+		if err := json.Unmarshal(raw, &hooks); err != nil {
+			return false, fmt.Errorf("edit hooks: parse hooks of %s: %w", path, err)
+		}
+	}
+	if hooks == nil {
+		hooks = map[string]json.RawMessage{}
+	}
+	oldHooks, _ := json.Marshal(hooks)
+	for _, stage := range []string{StageCreateRuntime, StagePoststop} {
+		var list []json.RawMessage
+		if raw, ok := hooks[stage]; ok && !isNull(raw) {
+			if err := json.Unmarshal(raw, &list); err != nil {
+				return false, fmt.Errorf("edit hooks: parse hooks.%s of %s: %w", stage, path, err)
+			}
+		}
+		list, err := edit(stage, list)
+		if err != nil {
+			return false, fmt.Errorf("edit hooks of %s: %w", path, err)
+		}
+		if len(list) == 0 {
+			delete(hooks, stage)
+			continue
+		}
+		b, err := json.Marshal(list)
+		if err != nil {
+			return false, fmt.Errorf("edit hooks: encode hooks.%s: %w", stage, err)
+		}
+		hooks[stage] = b
+	}
+	newHooks, _ := json.Marshal(hooks)
+	if sameJSON(oldHooks, newHooks) {
+		return false, nil
+	}
+	if len(hooks) == 0 {
+		delete(doc, "hooks")
+	} else {
+		doc["hooks"] = newHooks
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "\t")
+	if err := enc.Encode(doc); err != nil {
+		return false, fmt.Errorf("edit hooks: encode %s: %w", path, err)
+	}
+	if err := writeAtomic(path, buf.Bytes()); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
+
+// sameJSON compares two JSON documents by meaning, not by key order.
+func sameJSON(a, b []byte) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	return reflect.DeepEqual(x, y)
+}
+
+// writeAtomic replaces path with data through a temporary file in the same
+// directory, keeping path's mode and owner.
+func writeAtomic(path string, data []byte) (err error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".config.json.sockreap-*")
+	if err != nil {
+		return fmt.Errorf("write %s: create temporary file: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if _, err = tmp.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", tmp.Name(), err)
+	}
+	if err = tmp.Chmod(fi.Mode().Perm()); err != nil {
+		return fmt.Errorf("write %s: keep mode: %w", path, err)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		if cerr := tmp.Chown(int(st.Uid), int(st.Gid)); cerr != nil && !errors.Is(cerr, os.ErrPermission) {
+			return fmt.Errorf("write %s: keep owner: %w", path, cerr)
+		}
+	}
+	if err = tmp.Sync(); err != nil {
+		return fmt.Errorf("write %s: sync: %w", tmp.Name(), err)
+	}
+	if err = tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", tmp.Name(), err)
+	}
+	if err = os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: replace: %w", path, err)
+	}
+	return nil
+}

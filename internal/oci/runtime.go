@@ -1,0 +1,48 @@
+package oci
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// defaultRoots are the state roots of runtimes run as root without --root.
+var defaultRoots = map[string]string{
+	"runc": "/run/runc",
+	"crun": "/run/crun",
+}
+
+// RuntimeStateDir returns the state directory that runtime process pid
+// keeps for container id while it knows the container (runc: <root>/<id>),
+// read from the runtime's command line (its --root flag, or its default
+// root). It returns "" when that cannot be found out or the directory does
+// not exist. Hooks are children of the runtime, so pid is the hook's parent.
+func RuntimeStateDir(pid int, id string) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	argv := strings.Split(string(bytes.TrimRight(b, "\x00")), "\x00")
+	root := defaultRoots[filepath.Base(argv[0])]
+	for i := 1; i < len(argv); i++ {
+		a := argv[i]
+		switch {
+		case a == "--root" || a == "-root":
+			if i+1 < len(argv) {
+				root = argv[i+1]
+			}
+		case strings.HasPrefix(a, "--root=") || strings.HasPrefix(a, "-root="):
+			root = a[strings.Index(a, "=")+1:]
+		}
+	}
+	if root == "" || id == "" || strings.Contains(id, "/") {
+		return ""
+	}
+	dir := filepath.Join(root, id)
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return ""
+	}
+	return dir
+}

@@ -1,0 +1,166 @@
+// Package shim is sockreap-shim: a drop-in runc-compatible runtime. For
+// "create" and "run" it adds the sockreap OCI hooks to the bundle's
+// config.json, then it execs the real runtime (runc by default) with the
+// command line unchanged; every other command goes straight through. As
+// the real runtime replaces the shim process, exit codes, stdio, signals
+// and the process tree are the runtime's own.
+package shim
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sockreap/sockreap/internal/oci"
+)
+
+// Name is the program name in messages.
+const Name = "sockreap-shim"
+
+// fallbackPath is searched when PATH is empty (containerd shims and
+// engines sometimes run with a minimal environment).
+const fallbackPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// Main runs the shim with args (without the program name). It returns
+// only on failure; on success the real runtime has replaced the process.
+func Main(args []string, stderr io.Writer) int {
+	inv := Parse(args)
+	log, closeLog := newLogger(inv, stderr)
+	defer closeLog()
+
+	cfg, err := LoadConfig(inv, os.Getenv)
+	if err != nil {
+		return fail(log, stderr, err)
+	}
+	runtime, err := ResolveRuntime(cfg.Runtime)
+	if err != nil {
+		return fail(log, stderr, err)
+	}
+	if inv.Command == "create" || inv.Command == "run" {
+		// Fail open: a container without the hooks is better than no
+		// container; the warning says why it has none.
+		if err := inject(inv, cfg); err != nil {
+			log.Warn("container started without sockreap hooks", "error", err.Error())
+		} else {
+			log.Debug("sockreap hooks present", "bundle", bundleDir(inv))
+		}
+	}
+	argv := append([]string{filepath.Base(runtime)}, inv.Argv()...)
+	closeLog()
+	err = unix.Exec(runtime, argv, os.Environ())
+	log, closeLog = newLogger(inv, stderr)
+	return fail(log, stderr, fmt.Errorf("exec %s: %w", runtime, err))
+}
+
+// fail reports err on stderr and in the runtime log (where containerd and
+// dockerd look for the runtime's error) and returns runc's error exit code.
+func fail(log *slog.Logger, stderr io.Writer, err error) int {
+	fmt.Fprintf(stderr, "%s: %v\n", Name, err)
+	log.Error(err.Error())
+	return 1
+}
+
+func bundleDir(inv *Invocation) string {
+	b := inv.Bundle()
+	if b == "" {
+		b = "."
+	}
+	if abs, err := filepath.Abs(b); err == nil {
+		return abs
+	}
+	return b
+}
+
+func inject(inv *Invocation, cfg *Config) error {
+	hook, err := ResolveHook(cfg.Hook)
+	if err != nil {
+		return err
+	}
+	_, err = oci.AddHooks(bundleDir(inv), oci.HookOptions{Path: hook, Args: cfg.HookArgs, Timeout: cfg.HookTimeout})
+	return err
+}
+
+// ResolveRuntime finds the real runtime: an absolute path as given, or a
+// name in PATH. It refuses to run itself, which would loop forever when
+// the shim is installed under the runtime's name.
+func ResolveRuntime(name string) (string, error) {
+	path, err := lookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("real runtime %q not found (%w); install runc, or name the runtime (crun, or an absolute path) with SOCKREAP_RUNTIME, --sockreap-runtime or \"runtime\" in %s", name, err, DefaultConfigPath)
+	}
+	if self, err := os.Executable(); err == nil && sameFile(self, path) {
+		return "", fmt.Errorf("real runtime %q resolves to %s, which is sockreap-shim itself; set SOCKREAP_RUNTIME to the real runtime's absolute path", name, path)
+	}
+	return path, nil
+}
+
+// ResolveHook returns the absolute path of sockreap-hook: as configured,
+// else next to the shim, else in PATH.
+func ResolveHook(configured string) (string, error) {
+	if configured != "" {
+		if !filepath.IsAbs(configured) {
+			return "", fmt.Errorf("hook path %q is not absolute", configured)
+		}
+		if _, err := os.Stat(configured); err != nil {
+			return "", fmt.Errorf("hook %s: %w", configured, err)
+		}
+		return configured, nil
+	}
+	if self, err := os.Executable(); err == nil {
+		if r, err := filepath.EvalSymlinks(self); err == nil {
+			self = r
+		}
+		p := filepath.Join(filepath.Dir(self), oci.HookName)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	p, err := lookPath(oci.HookName)
+	if err != nil {
+		return "", fmt.Errorf("%s not found next to %s nor in PATH; install it or set SOCKREAP_HOOK", oci.HookName, Name)
+	}
+	return p, nil
+}
+
+func lookPath(name string) (string, error) {
+	if strings.Contains(name, "/") {
+		if !filepath.IsAbs(name) {
+			return "", fmt.Errorf("%q is a relative path", name)
+		}
+		st, err := os.Stat(name)
+		if err != nil {
+			return "", err
+		}
+		if st.IsDir() || st.Mode().Perm()&0o111 == 0 {
+			return "", errors.New("not an executable file")
+		}
+		return name, nil
+	}
+	path := os.Getenv("PATH")
+	if path == "" {
+		path = fallbackPath
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" || !filepath.IsAbs(dir) {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode().Perm()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", exec.ErrNotFound
+}
+
+func sameFile(a, b string) bool {
+	sa, err1 := os.Stat(a)
+	sb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
+}

@@ -1,0 +1,249 @@
+// Package engines holds the end-to-end tests of sockreap with real
+// container engines: dockerd, containerd (ctr) and podman, each started by
+// the test with its own state directories and sockets (the host's daemons,
+// if any, are never touched), running busybox images made locally.
+package engines
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sockreap/sockreap/internal/nettest"
+)
+
+// bins is the directory holding sockreap-hook and sockreap-shim built for
+// this test run (the shim finds the hook next to itself).
+var bins string
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		dir, err := os.MkdirTemp("", "sockreap-engines-bin")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		// 0755 so daemons running the shim can reach it.
+		if err := os.Chmod(dir, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		for name, pkg := range map[string]string{"sockreap-hook": "../../hook", "sockreap-shim": "../../shim"} {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg)
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				fmt.Fprintf(os.Stderr, "build %s: %v\n%s", name, err, out)
+				return 1
+			}
+		}
+		bins = dir
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+func hookBin() string { return filepath.Join(bins, "sockreap-hook") }
+func shimBin() string { return filepath.Join(bins, "sockreap-shim") }
+
+// need skips the test unless it runs as root and every named program is
+// installed.
+func need(t *testing.T, progs ...string) {
+	t.Helper()
+	nettest.RequireRoot(t)
+	for _, p := range append([]string{"nsenter", "ss", "busybox"}, progs...) {
+		if _, err := exec.LookPath(p); err != nil {
+			t.Skipf("needs %s (scripts/deps.sh installs it)", p)
+		}
+	}
+	if !hookStagesAvailable() {
+		t.Skip("sockreap-hook has no createRuntime/poststop stages in this build")
+	}
+}
+
+func hookStagesAvailable() bool {
+	out, _ := exec.Command(hookBin(), "--help").CombinedOutput()
+	return bytes.Contains(out, []byte("poststop"))
+}
+
+// run runs a command, failing the test with its output on error.
+func run(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// rootfsTar writes a tar of a minimal busybox-static root filesystem.
+func rootfsTar(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	rootfs := filepath.Join(dir, "rootfs")
+	for _, d := range []string{"bin", "proc", "sys", "dev", "etc", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Skip("needs busybox-static")
+	}
+	run(t, "cp", bb, filepath.Join(rootfs, "bin", "busybox"))
+	for _, a := range []string{"sh", "sleep", "nc", "ip", "cat", "echo", "true", "false", "ls", "grep", "head"} {
+		if err := os.Symlink("busybox", filepath.Join(rootfs, "bin", a)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tar := filepath.Join(dir, "rootfs.tar")
+	run(t, "tar", "-C", rootfs, "-cf", tar, ".")
+	return tar
+}
+
+// peer is a TCP peer that accepts and never reads, in a netns of its own,
+// reached by a container over a veth whose other end the test moves into
+// the container's netns. The peer end vanishing is the witness that the
+// container's netns was freed.
+type peer struct {
+	ns      *nettest.Netns
+	hostEnd string // veth end in ns
+	addr    netip.AddrPort
+	ln      *nettest.Socket
+	conns   []*nettest.Socket
+}
+
+const (
+	peerIP      = "192.0.2.1"
+	containerIP = "192.0.2.2"
+	peerPort    = 8099
+)
+
+func newPeer(t *testing.T) *peer {
+	t.Helper()
+	p := &peer{ns: nettest.NewNetns(t), hostEnd: nettest.Unique("srp"), addr: netip.AddrPortFrom(netip.MustParseAddr(peerIP), peerPort)}
+	// A tiny receive buffer closes the window quickly: the container's
+	// data then sits in its send queue and its orphan lingers.
+	return p
+}
+
+// plug links the peer to the netns of process pid and starts listening.
+func (p *peer) plug(t *testing.T, pid int) {
+	t.Helper()
+	inner := nettest.Unique("src")
+	run(t, "ip", "-n", p.ns.Name, "link", "add", p.hostEnd, "type", "veth", "peer", "name", inner, "netns", strconv.Itoa(pid))
+	t.Cleanup(func() { _ = exec.Command("ip", "-n", p.ns.Name, "link", "del", p.hostEnd).Run() })
+	run(t, "ip", "-n", p.ns.Name, "addr", "add", peerIP+"/30", "dev", p.hostEnd)
+	run(t, "ip", "-n", p.ns.Name, "link", "set", p.hostEnd, "up")
+	in := []string{"-t", strconv.Itoa(pid), "-n", "ip"}
+	run(t, "nsenter", append(in, "addr", "add", containerIP+"/30", "dev", inner)...)
+	run(t, "nsenter", append(in, "link", "set", inner, "up")...)
+	if p.ln == nil {
+		p.ln = p.ns.Listen(t, p.addr, 16, 4096)
+	}
+}
+
+// containerCmd waits for the veth address, then streams zeros to the
+// peer forever: once the peer's window is shut, the data stays queued.
+var containerCmd = []string{"/bin/sh", "-c", fmt.Sprintf(
+	"while ! ip addr | grep -q %s; do sleep 0.1; done; exec nc %s %d < /dev/zero", containerIP, peerIP, peerPort)}
+
+// waitStuck waits until the container (process pid) has data queued to the
+// peer that the peer does not take, then accepts the connection on the peer
+// side (never reading it). Closing the container with data queued leaves
+// an orphan that holds its netns.
+func (p *peer) waitStuck(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, _ := exec.Command("nsenter", "-t", strconv.Itoa(pid), "-n", "ss", "-tnH", "state", "established", "dst", p.addr.String()).CombinedOutput()
+		if f := strings.Fields(string(out)); len(f) >= 2 {
+			if q, _ := strconv.Atoi(f[1]); q > 0 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no data queued from the container to %s: %s", p.addr, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.conns = append(p.conns, nettest.Accept(t, p.ln))
+}
+
+// freed reports whether the container's netns is gone (the peer end of
+// its veth vanished), waiting up to d for it.
+func (p *peer) freed(d time.Duration) (time.Duration, bool) {
+	took := nettest.WaitGone(d, func() bool { return nettest.LinkGone(p.ns, p.hostEnd) })
+	return took, took >= 0
+}
+
+// freeDeadline is how soon after removal the netns must be gone with
+// sockreap (the "within a second").
+const freeDeadline = time.Second
+
+// lingerCheck is how long a netns without sockreap must still be there
+// after removal to count as lingering (its orphan lives for minutes).
+const lingerCheck = 3 * time.Second
+
+// expectFreed fails unless the netns goes away within freeDeadline.
+func (p *peer) expectFreed(t *testing.T, what string) {
+	t.Helper()
+	if took, ok := p.freed(freeDeadline); !ok {
+		t.Fatalf("%s: netns still there %v after removal (veth %s in %s remains); sockets in the peer netns:\n%s", what, freeDeadline, p.hostEnd, p.ns.Name, strings.Join(p.ns.SS(t), "\n"))
+	} else {
+		t.Logf("%s: netns freed %v after removal", what, took.Round(time.Millisecond))
+	}
+}
+
+// expectLingers fails if the netns goes away within lingerCheck.
+func (p *peer) expectLingers(t *testing.T, what string) {
+	t.Helper()
+	if took, ok := p.freed(lingerCheck); ok {
+		t.Fatalf("%s: netns freed %v after removal without sockreap: the scenario does not leave an orphan", what, took)
+	}
+	t.Logf("%s: netns still there %v after removal, as expected without sockreap", what, lingerCheck)
+}
+
+// hookEnv is where the hooks injected by the shim keep their pins and
+// log in one test: a shim config naming them, so the host's /run/sockreap
+// and /var/log/sockreap are never used.
+type hookEnv struct {
+	stateDir, log, shimConfig string
+}
+
+func newHookEnv(t *testing.T, dir string) *hookEnv {
+	t.Helper()
+	h := &hookEnv{stateDir: filepath.Join(dir, "state"), log: filepath.Join(dir, "hook.log"), shimConfig: filepath.Join(dir, "shim.toml")}
+	conf := fmt.Sprintf("hook_args = [%q, %q, %q, %q]\n", "--state-dir", h.stateDir, "--log", h.log)
+	if err := os.WriteFile(h.shimConfig, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// check fails unless the hook log has a poststop line for container id
+// and no pin is left.
+func (h *hookEnv) check(t *testing.T, id string) {
+	t.Helper()
+	b, _ := os.ReadFile(h.log)
+	var found bool
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, id) && strings.Contains(l, "poststop") {
+			found = true
+			t.Logf("hook log: %s", l)
+		}
+	}
+	if !found {
+		t.Errorf("hook log %s has no poststop line for %s:\n%s", h.log, id, tail(b, 10))
+	}
+	if out := run(t, hookBin(), "pins", "--state-dir", h.stateDir); strings.Contains(out, id) {
+		t.Errorf("pin of %s left behind:\n%s", id, out)
+	}
+}
