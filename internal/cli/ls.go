@@ -58,7 +58,13 @@ func runLs(env *Env, c *Command, args []string) int {
 		fmt.Fprintf(env.Stderr, "%s ls: %s: %v\n", Prog, ns.Path, err)
 		return ExitUsage
 	}
-	held := netns.SocketHolders(func(uint32) bool { return true })
+	want := map[uint32]bool{}
+	for i := range socks {
+		if socks[i].Inode != 0 {
+			want[socks[i].Inode] = true
+		}
+	}
+	held := netns.SocketHolders(want, nil)
 	entries := make([]lsEntry, 0, len(socks))
 	for i := range socks {
 		s := &socks[i]

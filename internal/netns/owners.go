@@ -6,44 +6,65 @@ import (
 	"strings"
 )
 
-// SocketHolders scans every process's file descriptors and returns, for
-// each socket inode that want selects, the first process holding it. A
+// SocketHolders scans the file descriptors of the processes pids (every
+// process when pids is nil) and returns, for each socket inode of want, the
+// first process holding it. It stops as soon as every inode is found. A
 // socket with an inode that no process holds belongs to the kernel (NFS,
-// CIFS, RDS, tunnels) — or to a process sockreap may not inspect.
-func SocketHolders(want func(ino uint32) bool) map[uint32]Proc {
+// CIFS, RDS, tunnels) — or to a process that was not scanned.
+func SocketHolders(want map[uint32]bool, pids []int) map[uint32]Proc {
 	held := map[uint32]Proc{}
-	pids, err := os.ReadDir("/proc")
-	if err != nil {
-		return held
+	if pids == nil {
+		pids = allPids()
 	}
-	for _, p := range pids {
-		pid, err := strconv.Atoi(p.Name())
+	for _, pid := range pids {
+		if len(held) == len(want) {
+			break
+		}
+		dir := "/proc/" + strconv.Itoa(pid) + "/fd/"
+		d, err := os.Open(dir)
 		if err != nil {
 			continue
 		}
-		dir := "/proc/" + p.Name() + "/fd/"
-		fds, err := os.ReadDir(dir)
-		if err != nil {
-			continue
-		}
+		fds, _ := d.Readdirnames(-1)
+		d.Close()
 		var comm string
 		for _, fd := range fds {
-			link, err := os.Readlink(dir + fd.Name())
+			link, err := os.Readlink(dir + fd)
 			if err != nil || !strings.HasPrefix(link, "socket:[") {
 				continue
 			}
 			n, err := strconv.ParseUint(strings.TrimSuffix(link[len("socket:["):], "]"), 10, 32)
-			if err != nil || !want(uint32(n)) {
+			ino := uint32(n)
+			if err != nil || !want[ino] {
 				continue
 			}
-			if _, dup := held[uint32(n)]; dup {
+			if _, dup := held[ino]; dup {
 				continue
 			}
 			if comm == "" {
 				comm = Comm(pid)
 			}
-			held[uint32(n)] = Proc{PID: pid, Comm: comm}
+			held[ino] = Proc{PID: pid, Comm: comm}
+			if len(held) == len(want) {
+				break
+			}
 		}
 	}
 	return held
+}
+
+func allPids() []int {
+	d, err := os.Open("/proc")
+	if err != nil {
+		return nil
+	}
+	defer d.Close()
+	names, _ := d.Readdirnames(-1)
+	pids := make([]int, 0, len(names))
+	for _, n := range names {
+		if pid, err := strconv.Atoi(n); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }

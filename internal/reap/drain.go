@@ -64,6 +64,13 @@ func Drain(ctx context.Context, ns *netns.NS, opts Options) (*Report, error) {
 	if workers <= 0 {
 		workers = runtime.NumCPU()
 	}
+	// Destroy batches are long system calls. With a P for each of them
+	// and the dumper, a goroutine never waits for the scheduler to take
+	// a P back from a thread stuck in the kernel.
+	if prev := runtime.GOMAXPROCS(0); prev < workers+2 {
+		runtime.GOMAXPROCS(workers + 2)
+		defer runtime.GOMAXPROCS(prev)
+	}
 	if opts.DryRun {
 		workers = 0
 	}
@@ -182,7 +189,7 @@ func (d *drainer) finish(p *pass) {
 	}
 	// Workers add what they failed to destroy to the kept set.
 	d.rep.Remaining = p.kept.total
-	d.rep.Left = p.kept.groups()
+	d.rep.Left = p.kept.groups(d.ns.ID)
 }
 
 // count dumps every table once and records all sockets as kept.

@@ -45,14 +45,31 @@ func (k *keptSet) add(s *sockdiag.Socket) {
 	k.counts[key]++
 }
 
-// groups resolves the owners of inode-bearing sockets (a process holding
-// a descriptor, or else the kernel) and returns the groups.
-func (k *keptSet) groups() []Group {
+// groups resolves the owners of inode-bearing sockets and returns the
+// groups. Only the processes inside the namespace are scanned: on a busy
+// host a scan of every process would cost more than the drain, and a
+// socket of a dead container's namespace held by a process elsewhere is
+// rare (passed descriptors). So "kernel" means: no process in the
+// namespace holds it.
+func (k *keptSet) groups(id netns.ID) []Group {
 	if k.counts == nil {
 		return []Group{}
 	}
 	if len(k.inodes) > 0 {
-		held := netns.SocketHolders(func(ino uint32) bool { _, ok := k.inodes[ino]; return ok })
+		var pids []int
+		if procs, _, err := netns.Procs(id); err == nil {
+			for _, p := range procs {
+				pids = append(pids, p.PID)
+			}
+		}
+		want := make(map[uint32]bool, len(k.inodes))
+		for ino := range k.inodes {
+			want[ino] = true
+		}
+		held := map[uint32]netns.Proc{}
+		if len(pids) > 0 {
+			held = netns.SocketHolders(want, pids)
+		}
 		for ino, key := range k.inodes {
 			key.owner = OwnerKernel
 			if _, ok := held[ino]; ok {

@@ -172,11 +172,20 @@ func (c *Conn) Destroy(socks []Socket, res []error) error {
 func (c *Conn) destroyBatch(socks []Socket, res []error) error {
 	const msgLen = sizeofNlmsg + sizeofReqV2
 	first := c.seq + 1
+	last := len(socks) - 1
 	b := c.req[:len(socks)*msgLen]
 	for i := range socks {
 		c.seq++
 		m := b[i*msgLen : (i+1)*msgLen]
-		putNlmsg(m, msgLen, unix.SOCK_DESTROY, unix.NLM_F_REQUEST|unix.NLM_F_ACK, c.seq)
+		// Only the last request asks for an ack: the kernel answers
+		// failures anyway and handles the requests in order, so the
+		// last ack means every request without an answer succeeded.
+		// That saves one message and one skb per socket.
+		flags := uint16(unix.NLM_F_REQUEST)
+		if i == last {
+			flags |= unix.NLM_F_ACK
+		}
+		putNlmsg(m, msgLen, unix.SOCK_DESTROY, flags, c.seq)
 		s := &socks[i]
 		putReq(m[sizeofNlmsg:], s.Family, s.Protocol, 1<<s.State, &s.ID)
 		res[i] = errPending
@@ -184,11 +193,10 @@ func (c *Conn) destroyBatch(socks []Socket, res []error) error {
 	if err := unix.Sendto(c.fd, b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return fmt.Errorf("send %d destroy requests: %w", len(socks), err)
 	}
-	pending := len(socks)
-	for pending > 0 {
+	for res[last] == errPending {
 		n, err := c.recv()
 		if err != nil {
-			return fmt.Errorf("read destroy answers (%d of %d outstanding): %w", pending, len(socks), err)
+			return fmt.Errorf("read destroy answers for %d requests: %w", len(socks), err)
 		}
 		rest := c.buf[:n]
 		for len(rest) > 0 {
@@ -206,7 +214,11 @@ func (c *Conn) destroyBatch(socks []Socket, res []error) error {
 				return fmt.Errorf("read destroy answer: %w", err)
 			}
 			res[i] = destroyResult(&socks[i], errno)
-			pending--
+		}
+	}
+	for i := range res[:last] {
+		if res[i] == errPending {
+			res[i] = nil
 		}
 	}
 	return nil
@@ -218,7 +230,9 @@ func destroyResult(s *Socket, errno unix.Errno) error {
 	switch errno {
 	case 0:
 		return nil
-	case unix.ENOENT:
+	case unix.ENOENT, unix.ESTALE:
+		// ESTALE: the 4-tuple now belongs to a socket with another
+		// cookie; ours is gone.
 		return ErrGone
 	case unix.EOPNOTSUPP:
 		return ErrUnsupported
