@@ -62,7 +62,7 @@ func Drain(ctx context.Context, ns *netns.NS, opts Options) (*Report, error) {
 
 	workers := opts.Workers
 	if workers <= 0 {
-		workers = runtime.NumCPU()
+		workers = DefaultWorkers()
 	}
 	// Destroy batches are long system calls. With a P for each of them
 	// and the dumper, a goroutine never waits for the scheduler to take
@@ -71,32 +71,36 @@ func Drain(ctx context.Context, ns *netns.NS, opts Options) (*Report, error) {
 		runtime.GOMAXPROCS(workers + 2)
 		defer runtime.GOMAXPROCS(prev)
 	}
-	if opts.DryRun {
-		workers = 0
-	}
-	conns := make([]*sockdiag.Conn, workers+1)
-	defer func() {
-		for _, c := range conns {
-			if c != nil {
-				c.Close()
-			}
-		}
-	}()
-	err := ns.Do(func() error {
-		for i := range conns {
-			c, err := sockdiag.Open()
-			if err != nil {
-				return err
-			}
-			conns[i] = c
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("open sock_diag in network namespace %s: %w", ns.ID, err)
-	}
 	d.ns = ns
-	return d.run(ctx, conns[0], conns[1:])
+	d.maxWorkers = workers
+	defer d.closeConns()
+	dumper, err := d.open()
+	if err != nil {
+		return nil, err
+	}
+	return d.run(ctx, dumper)
+}
+
+// DefaultWorkers is the number of parallel destroyers when Options.Workers
+// is zero: two per CPU, so that a core never idles while one worker is
+// between system calls, and at most 8.
+func DefaultWorkers() int { return min(2*runtime.NumCPU(), 8) }
+
+// open creates a sock_diag socket inside the namespace.
+func (d *drainer) open() (*sockdiag.Conn, error) {
+	var c *sockdiag.Conn
+	err := d.ns.Do(func() (err error) { c, err = sockdiag.Open(); return err })
+	if err != nil {
+		return nil, fmt.Errorf("open sock_diag in network namespace %s: %w", d.ns.ID, err)
+	}
+	d.conns = append(d.conns, c)
+	return c, nil
+}
+
+func (d *drainer) closeConns() {
+	for _, c := range d.conns {
+		c.Close()
+	}
 }
 
 type drainer struct {
@@ -107,6 +111,8 @@ type drainer struct {
 	ns             *netns.NS
 	rep            *Report
 	shortened      bool // orphan lifetime sysctls written
+	maxWorkers     int
+	conns          []*sockdiag.Conn // conns[0] dumps, the others destroy; opened on demand
 
 	mu sync.Mutex // guards rep counters updated by workers
 }
@@ -137,11 +143,11 @@ type pass struct {
 	interrupted     bool
 }
 
-func (d *drainer) run(ctx context.Context, dumper *sockdiag.Conn, workers []*sockdiag.Conn) (*Report, error) {
+func (d *drainer) run(ctx context.Context, dumper *sockdiag.Conn) (*Report, error) {
 	var last *pass
 	prevSeen := -1
 	for {
-		p, err := d.pass(ctx, dumper, workers)
+		p, err := d.pass(ctx, dumper)
 		d.rep.Passes++
 		if d.rep.Passes == 1 {
 			d.rep.Found = p.seen
@@ -196,7 +202,7 @@ func (d *drainer) finish(p *pass) {
 func (d *drainer) count(dumper *sockdiag.Conn) *pass {
 	p := &pass{}
 	for _, t := range d.tables {
-		_ = dumpAll(dumper, t, func(s *sockdiag.Socket) error {
+		_ = dumper.Dump(t.family, t.protocol, sockdiag.AllStates, func(s *sockdiag.Socket) error {
 			p.seen++
 			p.kept.add(s)
 			return nil
@@ -205,42 +211,48 @@ func (d *drainer) count(dumper *sockdiag.Conn) *pass {
 	return p
 }
 
-func dumpAll(c *sockdiag.Conn, t table, fn func(*sockdiag.Socket) error) error {
-	err := c.Dump(t.family, t.protocol, sockdiag.AllStates, fn)
-	if errors.Is(err, sockdiag.ErrInterrupted) {
-		return err
-	}
-	return err
-}
-
 // pass runs one dump of every table, handing destroyable sockets to the
-// workers in batches as they stream in.
-func (d *drainer) pass(ctx context.Context, dumper *sockdiag.Conn, conns []*sockdiag.Conn) (*pass, error) {
+// workers in batches as they stream in. Workers start with the batches:
+// a small namespace costs one worker, a large one all of them.
+func (d *drainer) pass(ctx context.Context, dumper *sockdiag.Conn) (*pass, error) {
 	p := &pass{}
 	var (
-		work  chan []sockdiag.Socket
-		free  chan []sockdiag.Socket
-		wg    sync.WaitGroup
-		batch []sockdiag.Socket
+		work    = make(chan []sockdiag.Socket, d.maxWorkers)
+		free    = make(chan []sockdiag.Socket, 2*d.maxWorkers+1)
+		wg      sync.WaitGroup
+		batch   []sockdiag.Socket
+		started int
 	)
+	for range cap(free) {
+		free <- nil
+	}
+	next := func() []sockdiag.Socket {
+		b := <-free
+		if b == nil {
+			b = make([]sockdiag.Socket, 0, batchSize)
+		}
+		return b[:0]
+	}
+	send := func(b []sockdiag.Socket) {
+		if started < d.maxWorkers {
+			c, err := d.workerConn(started)
+			if err == nil || started == 0 {
+				started++
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					d.worker(ctx, c, err, p, work, free)
+				}()
+			}
+		}
+		work <- b
+	}
 	if !d.opts.DryRun {
-		work = make(chan []sockdiag.Socket, 2*len(conns))
-		free = make(chan []sockdiag.Socket, 3*len(conns)+1)
-		for range cap(free) {
-			free <- make([]sockdiag.Socket, 0, batchSize)
-		}
-		for _, c := range conns {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				d.worker(ctx, c, p, work, free)
-			}()
-		}
-		batch = <-free
+		batch = next()
 	}
 	var derr error
 	for _, t := range d.tables {
-		err := dumpAll(dumper, t, func(s *sockdiag.Socket) error {
+		err := dumper.Dump(t.family, t.protocol, sockdiag.AllStates, func(s *sockdiag.Socket) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -255,8 +267,8 @@ func (d *drainer) pass(ctx context.Context, dumper *sockdiag.Conn, conns []*sock
 			}
 			batch = append(batch, *s)
 			if len(batch) == cap(batch) {
-				work <- batch
-				batch = <-free
+				send(batch)
+				batch = next()
 			}
 			return nil
 		})
@@ -271,7 +283,7 @@ func (d *drainer) pass(ctx context.Context, dumper *sockdiag.Conn, conns []*sock
 	}
 	if !d.opts.DryRun {
 		if len(batch) > 0 {
-			work <- batch
+			send(batch)
 		}
 		close(work)
 		wg.Wait()
@@ -283,14 +295,27 @@ func (d *drainer) pass(ctx context.Context, dumper *sockdiag.Conn, conns []*sock
 	return p, derr
 }
 
-func (d *drainer) worker(ctx context.Context, c *sockdiag.Conn, p *pass, work <-chan []sockdiag.Socket, free chan<- []sockdiag.Socket) {
+// workerConn returns the sock_diag socket of worker i, opening it on first use.
+func (d *drainer) workerConn(i int) (*sockdiag.Conn, error) {
+	if i+1 < len(d.conns) {
+		return d.conns[i+1], nil
+	}
+	return d.open()
+}
+
+// worker destroys batches from work. With a nil conn (openErr says why)
+// it records every socket it gets as kept, so the drain still ends.
+func (d *drainer) worker(ctx context.Context, c *sockdiag.Conn, openErr error, p *pass, work <-chan []sockdiag.Socket, free chan<- []sockdiag.Socket) {
 	res := make([]error, batchSize)
 	for b := range work {
 		if ctx.Err() != nil {
 			free <- b[:0]
 			continue
 		}
-		err := c.Destroy(b, res)
+		err := openErr
+		if c != nil {
+			err = c.Destroy(b, res)
+		}
 		d.mu.Lock()
 		if err != nil {
 			d.rep.addError(err)
