@@ -40,13 +40,33 @@ demo: deps build
 test-kernels: deps build
 	$(GO) run ./test/kernels
 
+# install: both binaries, the systemd gc unit and timer (deploy/systemd) and
+# the hooks.d files (deploy/hooks.d) with their paths pointed at BINDIR.
+# Engines are configured separately: sockreap-hook configure docker|containerd|crio|hooksd.
+SYSTEMDDIR ?= $(PREFIX)/lib/systemd/system
+HOOKSDIR   ?= /etc/containers/oci/hooks.d
+UNITS      := $(wildcard deploy/systemd/*.service deploy/systemd/*.timer)
+HOOKFILES  := $(wildcard deploy/hooks.d/*.json)
+
 install: build
 	install -d $(DESTDIR)$(BINDIR)
 	install -m 0755 bin/sockreap-hook $(DESTDIR)$(BINDIR)/sockreap-hook
-	@if [ -f bin/sockreap-shim ]; then install -m 0755 bin/sockreap-shim $(DESTDIR)$(BINDIR)/sockreap-shim; fi
+	install -m 0755 bin/sockreap-shim $(DESTDIR)$(BINDIR)/sockreap-shim
+	install -d $(DESTDIR)$(SYSTEMDDIR) $(DESTDIR)$(HOOKSDIR)
+	@set -e; for f in $(UNITS); do \
+		sed 's|/usr/local/bin/|$(BINDIR)/|g' $$f > $(DESTDIR)$(SYSTEMDDIR)/$$(basename $$f); \
+		chmod 0644 $(DESTDIR)$(SYSTEMDDIR)/$$(basename $$f); echo "installed $(DESTDIR)$(SYSTEMDDIR)/$$(basename $$f)"; done
+	@set -e; for f in $(HOOKFILES); do \
+		sed 's|/usr/local/bin/|$(BINDIR)/|g' $$f > $(DESTDIR)$(HOOKSDIR)/$$(basename $$f); \
+		chmod 0644 $(DESTDIR)$(HOOKSDIR)/$$(basename $$f); echo "installed $(DESTDIR)$(HOOKSDIR)/$$(basename $$f)"; done
+	@echo "next: systemctl daemon-reload && systemctl enable --now $(notdir $(filter %.timer,$(UNITS)))"
+	@echo "      then configure your engine: $(BINDIR)/sockreap-hook configure docker|containerd|crio (see docs/engines.md)"
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/sockreap-hook $(DESTDIR)$(BINDIR)/sockreap-shim
+	rm -f $(addprefix $(DESTDIR)$(SYSTEMDDIR)/,$(notdir $(UNITS)))
+	rm -f $(addprefix $(DESTDIR)$(HOOKSDIR)/,$(notdir $(HOOKFILES)))
+	@echo "engine configs keep their sockreap runtime entries: remove them by hand or restore the .sockreap-bak.* backups"
 
 clean:
 	rm -rf bin

@@ -17,7 +17,9 @@ check podman podman
 check busybox busybox-static
 check qemu-system-x86_64 qemu-system-x86
 check cpio cpio
+check xz xz-utils
 check sysctl procps
+check /usr/bin/time time
 [ -z "$need" ] && exit 0
 
 need=$(echo $need | tr ' ' '\n' | sort -u | tr '\n' ' ')

@@ -195,20 +195,34 @@ func (d *drainer) finish(p *pass) {
 	}
 	// Workers add what they failed to destroy to the kept set.
 	d.rep.Remaining = p.kept.total
+	d.rep.Bound = p.kept.bound
 	d.rep.Left = p.kept.groups(d.ns.ID)
 }
 
-// count dumps every table once and records all sockets as kept.
+// count dumps every table once and records what is left. A socket closed
+// and still bound after the drain destroyed it counts as bound, not as
+// remaining.
 func (d *drainer) count(dumper *sockdiag.Conn) *pass {
 	p := &pass{}
 	for _, t := range d.tables {
 		_ = dumper.Dump(t.family, t.protocol, sockdiag.AllStates, func(s *sockdiag.Socket) error {
 			p.seen++
-			p.kept.add(s)
+			if s.State == sockdiag.Close && s.Inode != 0 && d.destroyWorks(s.Protocol) {
+				p.kept.addBound(s)
+			} else {
+				p.kept.add(s)
+			}
 			return nil
 		})
 	}
 	return p
+}
+
+func (d *drainer) destroyWorks(protocol uint8) bool {
+	if protocol == unix.IPPROTO_UDP {
+		return d.caps.UDP
+	}
+	return d.caps.TCP
 }
 
 // pass runs one dump of every table, handing destroyable sockets to the

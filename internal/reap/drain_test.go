@@ -214,8 +214,9 @@ func TestDrainLiveSockets(t *testing.T) {
 			t.Errorf("left after drain: %d in %s (all: %v)", n, k, left)
 		}
 	}
-	if rep.Remaining != left["tcp/UNCONN"]+left["udp/UNCONN"] {
-		t.Errorf("report says %d remaining, dump shows %v", rep.Remaining, left)
+	// They hold no connection: bound, not remaining.
+	if rep.Remaining != 0 || rep.Bound != left["tcp/UNCONN"]+left["udp/UNCONN"] || rep.Bound == 0 {
+		t.Errorf("report says %d remaining, %d bound; dump shows %v", rep.Remaining, rep.Bound, left)
 	}
 	// The process sees its sockets aborted.
 	for _, s := range held {

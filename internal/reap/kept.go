@@ -14,12 +14,25 @@ const maxTrackedInodes = 4096
 type keptSet struct {
 	total   int
 	orphans int
+	bound   int // closed sockets still bound to a port (counted in groups, not in total)
 	counts  map[groupKey]int
 	inodes  map[uint32]groupKey // sockets with a struct socket: owner resolved later
 }
 
 func (k *keptSet) add(s *sockdiag.Socket) {
 	k.total++
+	k.group(s)
+}
+
+// addBound records a socket that a successful destroy left closed but
+// still bound to its port (a descriptor of a process or a kernel user
+// holds it): it carries no connection and goes with its holder.
+func (k *keptSet) addBound(s *sockdiag.Socket) {
+	k.bound++
+	k.group(s)
+}
+
+func (k *keptSet) group(s *sockdiag.Socket) {
 	if k.counts == nil {
 		k.counts = map[groupKey]int{}
 	}

@@ -31,8 +31,9 @@ type Report struct {
 	AlreadyGone int      `json:"already_gone"` // ENOENT: gone before we got to it
 	Unsupported int      `json:"unsupported"`  // EOPNOTSUPP answers
 	Spared      int      `json:"spared"`       // left alone by policy (orphans on an unfixed kernel)
-	Remaining   int      `json:"remaining"`    // still there in the last dump
-	Left        []Group  `json:"left"`         // what remains, grouped
+	Remaining   int      `json:"remaining"`    // still there in the last dump, bound-only sockets aside
+	Bound       int      `json:"bound"`        // destroyed, yet still bound to a port by a descriptor: no connection left
+	Left        []Group  `json:"left"`         // what remains (bound included), grouped
 	Failed      int      `json:"failed"`       // destroy errors other than the above
 	Errors      []string `json:"errors,omitempty"`
 	Passes      int      `json:"passes"`
@@ -82,6 +83,9 @@ func (r *Report) String() string {
 		r.Netns, r.Found, verb, r.Destroyed, r.AlreadyGone, r.Remaining, r.Passes, float64(r.DurationUS)/1000)
 	if r.Spared > 0 {
 		fmt.Fprintf(&b, "  spared %d orphans (this kernel lacks the tcp_abort orphan fix; their lifetime was shortened instead)\n", r.Spared)
+	}
+	if r.Bound > 0 {
+		fmt.Fprintf(&b, "  %d sockets destroyed but still bound to their port by a descriptor (state UNCONN: no connection left)\n", r.Bound)
 	}
 	if r.Unsupported > 0 {
 		fmt.Fprintf(&b, "  %d destroy requests refused by the kernel (EOPNOTSUPP)\n", r.Unsupported)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -46,10 +47,11 @@ func Main(args []string, stderr io.Writer) int {
 	if inv.Command == "create" || inv.Command == "run" {
 		// Fail open: a container without the hooks is better than no
 		// container; the warning says why it has none.
-		if err := inject(inv, cfg); err != nil {
+		switch changed, err := inject(inv, cfg); {
+		case err != nil:
 			log.Warn("container started without sockreap hooks", "error", err.Error())
-		} else {
-			log.Debug("sockreap hooks present", "bundle", bundleDir(inv))
+		case changed:
+			log.Info("sockreap hooks added", "bundle", bundleDir(inv))
 		}
 	}
 	argv := append([]string{filepath.Base(runtime)}, inv.Argv()...)
@@ -78,13 +80,18 @@ func bundleDir(inv *Invocation) string {
 	return b
 }
 
-func inject(inv *Invocation, cfg *Config) error {
+// inject adds the hooks to the bundle's config.json; changed is false
+// when they were there already (a hooks.d file or a previous attempt).
+func inject(inv *Invocation, cfg *Config) (changed bool, err error) {
+	bundle := bundleDir(inv)
+	if _, err := os.Stat(oci.ConfigPath(bundle)); errors.Is(err, fs.ErrNotExist) {
+		return false, nil // the runtime itself reports the missing bundle
+	}
 	hook, err := ResolveHook(cfg.Hook)
 	if err != nil {
-		return err
+		return false, err
 	}
-	_, err = oci.AddHooks(bundleDir(inv), oci.HookOptions{Path: hook, Args: cfg.HookArgs, Timeout: cfg.HookTimeout})
-	return err
+	return oci.AddHooks(bundle, oci.HookOptions{Path: hook, Args: cfg.HookArgs, Timeout: cfg.HookTimeout})
 }
 
 // ResolveRuntime finds the real runtime: an absolute path as given, or a

@@ -46,8 +46,11 @@ func (s *Socket) Orphan() bool {
 	if s.Protocol != unix.IPPROTO_TCP || s.Inode != 0 || s.Mini() {
 		return false
 	}
+	// Only close() leads to these states without a descriptor; a
+	// connection waiting in a listener's accept queue also has no inode,
+	// but it is not dead and dies with its listener.
 	switch s.State {
-	case FinWait1, FinWait2, Closing, LastAck, Established, CloseWait, SynSent:
+	case FinWait1, FinWait2, Closing, LastAck:
 		return true
 	}
 	return false

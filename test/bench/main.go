@@ -118,6 +118,11 @@ func parseFlags() (*config, error) {
 		return nil, fmt.Errorf("-hook %s: %w", *hook, err)
 	}
 	c.hook = abs
+	if t, err := exec.LookPath("/usr/bin/time"); err == nil {
+		timeBin = t
+	} else {
+		fmt.Fprintln(os.Stderr, "bench: GNU time (/usr/bin/time) not found: peak RSS not measured (apt-get install time)")
+	}
 	// The drain command may not exist yet in a work-in-progress tree: the
 	// other methods still run, and the table says why sockreap is missing.
 	if out, err := exec.Command(c.hook, "drain", "--help").CombinedOutput(); err != nil {

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -30,6 +32,10 @@ type hookReport struct {
 	Remaining   int   `json:"remaining"`
 	Passes      int   `json:"passes"`
 	DurationUS  int64 `json:"duration_us"`
+	Left        []struct {
+		Protocol, State, Owner string
+		Count                  int
+	} `json:"left"`
 }
 
 // method drains a filled namespace in one way and measures it.
@@ -107,10 +113,23 @@ func drainExit(c *config, b *benchNS) (*result, error) {
 }
 
 // measure runs one drainer to completion and takes wall time from start to
-// reap and user, sys CPU and peak RSS from its wait4 rusage. ok lists the
-// exit codes that are not failures besides 0.
+// reap, user and sys CPU from its wait4 rusage and peak RSS from GNU time
+// (see rssWrapper). ok lists the exit codes that are not failures besides 0.
 func measure(name string, args []string, stdout *bytes.Buffer, ok ...int) (*result, error) {
-	cmd := exec.Command(name, args...)
+	rssFile := ""
+	argv := append([]string{name}, args...)
+	if timeBin != "" {
+		f, err := os.CreateTemp("", "sockreap-bench-rss-")
+		if err != nil {
+			return nil, fmt.Errorf("temp file for the RSS: %w", err)
+		}
+		f.Close()
+		rssFile = f.Name()
+		defer os.Remove(rssFile)
+		argv = append([]string{timeBin, "-f", "%M", "-o", rssFile}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if stdout != nil {
@@ -122,16 +141,43 @@ func measure(name string, args []string, stdout *bytes.Buffer, ok ...int) (*resu
 	if err != nil {
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || !contains(ok, ee.ExitCode()) {
-			return nil, fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, trim(stderr.String()))
+			return nil, fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, trim(stderr.String()))
 		}
 	}
+	// RUSAGE_BOTH: the drainer's CPU plus GNU time's own (well under 1 ms).
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	return &result{
-		Wall:   wall,
-		User:   tvDur(ru.Utime),
-		Sys:    tvDur(ru.Stime),
-		MaxRSS: ru.Maxrss * 1024, // KiB on Linux
-	}, nil
+	r := &result{Wall: wall, User: tvDur(ru.Utime), Sys: tvDur(ru.Stime)}
+	if rssFile != "" {
+		if r.MaxRSS, err = readRSS(rssFile); err != nil {
+			return nil, fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
+		}
+	}
+	return r, nil
+}
+
+// timeBin is GNU time, found at start. The drainer's peak RSS cannot come
+// from the bench's own wait4: Go starts children with CLONE_VM|CLONE_VFORK,
+// so at exec the kernel folds the *bench's* RSS high-water mark into the
+// child's ru_maxrss. GNU time forks a fresh copy of its own tiny address
+// space instead, so the maxrss it reports is the drainer's own (floor
+// about 1 MiB). BusyBox time is no substitute: it reports ru_maxrss as
+// pages, 4x too much.
+var timeBin string
+
+func readRSS(path string) (int64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("read GNU time output: %w", err)
+	}
+	lines := strings.Fields(strings.TrimSpace(string(b)))
+	if len(lines) == 0 {
+		return 0, fmt.Errorf("GNU time wrote no peak RSS")
+	}
+	kib, err := strconv.ParseInt(lines[len(lines)-1], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("GNU time output %q: %w", trim(string(b)), err)
+	}
+	return kib * 1024, nil
 }
 
 func tvDur(tv syscall.Timeval) time.Duration {

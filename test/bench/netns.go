@@ -18,10 +18,12 @@ const namePrefix = "srbench"
 // benchNS is a named namespace filled with loopback connections held open
 // by filler processes.
 type benchNS struct {
-	Name    string
-	Path    string
+	Name   string
+	Path   string
+	Before int // TCP sockets ss listed once filled
+
+	mu      sync.Mutex // fillers grows while an interrupt may remove b
 	fillers []*filler
-	Before  int // TCP sockets ss listed once filled
 }
 
 var nsSeq atomic.Uint32
@@ -65,7 +67,9 @@ func newFilledNS(pairs int) (*benchNS, error) {
 			b.remove()
 			return nil, err
 		}
+		b.mu.Lock()
 		b.fillers = append(b.fillers, f)
+		b.mu.Unlock()
 		left -= n
 	}
 	st, err := b.sockets()
@@ -126,7 +130,10 @@ func (b *benchNS) remove() {
 	if !had {
 		return
 	}
-	for _, f := range b.fillers {
+	b.mu.Lock()
+	fillers := b.fillers
+	b.mu.Unlock()
+	for _, f := range fillers {
 		f.kill()
 	}
 	if err := run("ip", "netns", "del", b.Name); err != nil {

@@ -29,6 +29,7 @@ type summary struct {
 	leftStates      stateCount // of the median run by left count
 	hookDur         time.Duration
 	passes          int
+	hookLeft        string // what sockreap itself reports as remaining, median run
 }
 
 func summarize(rs []*result) *summary {
@@ -44,6 +45,13 @@ func summarize(rs []*result) *summary {
 	if rs[0].Report != nil {
 		s.hookDur = medianDur(rs, func(r *result) time.Duration { return time.Duration(r.Report.DurationUS) * time.Microsecond })
 		s.passes = int(medianDur(rs, func(r *result) time.Duration { return time.Duration(r.Report.Passes) }))
+		if rep := mid.Report; rep != nil && rep.Remaining > 0 {
+			var parts []string
+			for _, g := range rep.Left {
+				parts = append(parts, fmt.Sprintf("%s %s %s %d", g.Protocol, g.State, g.Owner, g.Count))
+			}
+			s.hookLeft = fmt.Sprintf("%d (%s)", rep.Remaining, strings.Join(parts, ", "))
+		}
 	}
 	return s
 }
@@ -66,7 +74,7 @@ func printTable(w io.Writer, c *config, results []*result) {
 	cores := runtime.NumCPU()
 	fmt.Fprintf(w, "\nsockreap bench — kernel %s, %d cores, medians of %d runs per row\n", unix.ByteSliceToString(uts.Release[:]), cores, c.reps)
 	fmt.Fprintf(w, "N: TCP sockets in the namespace before (N/2 loopback connections, IPv4 and IPv6, plus listeners)\n")
-	fmt.Fprintf(w, "CPU and peak RSS are the drainer process's (wait4 rusage); left: what `ss -tanH` lists afterwards\n\n")
+	fmt.Fprintf(w, "CPU: the drainer process's wait4 rusage; peak RSS: its own max RSS (GNU time); left: what `ss -tanH` lists afterwards\n\n")
 	fmt.Fprintf(w, "%7s  %-13s %10s %10s %10s %8s %10s %7s\n", "N", "method", "wall ms", "user ms", "sys ms", "cpu/wall", "peak RSS", "left")
 	fmt.Fprintln(w, strings.Repeat("-", 84))
 
@@ -96,7 +104,7 @@ func printTable(w io.Writer, c *config, results []*result) {
 				continue
 			}
 			rss := "-"
-			if s.method != "exit" {
+			if s.method != "exit" && timeBin != "" {
 				rss = fmt.Sprintf("%6.1f MiB", mib(s.rss))
 			}
 			fmt.Fprintf(w, "%7d  %-13s %10.1f %10.1f %10.1f %8.2f %10s %7d\n",
@@ -127,21 +135,30 @@ func printRatios(w io.Writer, c *config, n int, s map[string]*summary, cores int
 		if n >= targetSpeedupN {
 			verdict = "  " + passFail(speed >= targetSpeedup, fmt.Sprintf("target >= %.0fx", targetSpeedup))
 		}
-		fmt.Fprintf(w, "    sockreap vs ss -K: %.2fx faster (wall), %.2fx less CPU (user+sys), %.2fx the peak RSS%s\n",
-			speed, float64(ss.user+ss.sys)/float64(sr.user+sr.sys), float64(sr.rss)/float64(ss.rss), verdict)
+		rss := ""
+		if timeBin != "" {
+			rss = fmt.Sprintf(", %.2fx the peak RSS", float64(sr.rss)/float64(ss.rss))
+		}
+		fmt.Fprintf(w, "    sockreap vs ss -K: %.2fx faster (wall), %.2fx less CPU (user+sys)%s%s\n",
+			speed, float64(ss.user+ss.sys)/float64(sr.user+sr.sys), rss, verdict)
 	}
 	if sr != nil {
 		share := sr.sys / time.Duration(cores)
 		x := float64(sr.wall) / float64(share)
 		fmt.Fprintf(w, "    sockreap wall %.1f ms vs kernel share (sys/%d cores) %.1f ms: %.2fx  %s\n",
 			ms(sr.wall), cores, ms(share), x, passFail(x <= targetKernelX, fmt.Sprintf("target <= %.1fx", targetKernelX)))
-		fmt.Fprintf(w, "    sockreap peak RSS %.1f MiB  %s\n", mib(sr.rss), passFail(sr.rss < targetRSS, "target < 32 MiB"))
+		if timeBin != "" {
+			fmt.Fprintf(w, "    sockreap peak RSS %.1f MiB  %s\n", mib(sr.rss), passFail(sr.rss < targetRSS, "target < 32 MiB"))
+		}
 		if sr.hookDur > 0 {
 			fmt.Fprintf(w, "    sockreap's own duration_us %.1f ms in %d passes; the other %.1f ms of wall are process start, probe and checks\n",
 				ms(sr.hookDur), sr.passes, ms(sr.wall-sr.hookDur))
 		}
 		if sr.left > 0 {
 			fmt.Fprintf(w, "    sockreap left %d sockets: %s\n", sr.left, sr.leftStates)
+		}
+		if sr.hookLeft != "" {
+			fmt.Fprintf(w, "    sockreap itself reports remaining %s (ss -tanH lists %d)\n", sr.hookLeft, sr.left)
 		}
 	}
 	if ss != nil && ss.left > 0 {

@@ -255,7 +255,8 @@ func TestContainerdOrphan(t *testing.T) {
 	image := c.importImage(t)
 	runOrphan := func(t *testing.T, p *peer, runtimeArgs ...string) string {
 		id := nettest.Unique("srk")
-		args := append([]string{"run", "-d", "--runc-root", c.runcRoot}, runtimeArgs...)
+		// Own runc root and FIFO dir: nothing under the host's /run/containerd.
+		args := append([]string{"run", "-d", "--runc-root", c.runcRoot, "--fifo-dir", filepath.Join(c.dir, "fifo")}, runtimeArgs...)
 		args = append(append(args, image, id), containerCmd...)
 		c.ctr(t, args...)
 		pid := c.taskPid(t, id)

@@ -185,6 +185,9 @@ func TestDockerOrphan(t *testing.T) {
 	t.Run("with sockreap", func(t *testing.T) {
 		p := newPeer(t)
 		id := d.orphanRun(t, p, image, "--runtime", "sockreap")
+		if out := run(t, hookBin(), "pins", "--state-dir", d.hooks.stateDir); !strings.Contains(out, id) {
+			t.Errorf("sockreap-hook pins does not list the running container %s:\n%s", id, out)
+		}
 		d.docker(t, "rm", "-f", id)
 		p.expectFreed(t, "docker --runtime sockreap")
 		d.hooks.check(t, id)

@@ -6,6 +6,7 @@ package engines
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -221,6 +222,8 @@ type hookEnv struct {
 func newHookEnv(t *testing.T, dir string) *hookEnv {
 	t.Helper()
 	h := &hookEnv{stateDir: filepath.Join(dir, "state"), log: filepath.Join(dir, "hook.log"), shimConfig: filepath.Join(dir, "shim.toml")}
+	// The hook makes its pins directory a mount point (like /run/netns).
+	t.Cleanup(func() { unmountUnder(h.stateDir) })
 	conf := fmt.Sprintf("hook_args = [%q, %q, %q, %q]\n", "--state-dir", h.stateDir, "--log", h.log)
 	if err := os.WriteFile(h.shimConfig, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
@@ -245,5 +248,57 @@ func (h *hookEnv) check(t *testing.T, id string) {
 	}
 	if out := run(t, hookBin(), "pins", "--state-dir", h.stateDir); strings.Contains(out, id) {
 		t.Errorf("pin of %s left behind:\n%s", id, out)
+	}
+}
+
+// TestMakeInstall installs into a DESTDIR with another PREFIX and
+// uninstalls again: both binaries, the systemd units and the hooks.d files
+// pointing at the installed hook.
+func TestMakeInstall(t *testing.T) {
+	for _, p := range []string{"make", "go"} {
+		if _, err := exec.LookPath(p); err != nil {
+			t.Skipf("needs %s", p)
+		}
+	}
+	dest := t.TempDir()
+	vars := []string{"-C", "../..", "DESTDIR=" + dest, "PREFIX=/opt/sockreap"}
+	out := run(t, "make", append(vars, "install")...)
+	bin := filepath.Join(dest, "opt/sockreap/bin")
+	for _, name := range []string{"sockreap-hook", "sockreap-shim"} {
+		if st, err := os.Stat(filepath.Join(bin, name)); err != nil || st.Mode().Perm()&0o111 == 0 {
+			t.Errorf("%s not installed as an executable: %v\n%s", name, err, out)
+		}
+	}
+	run(t, filepath.Join(bin, "sockreap-hook"), "version")
+	hooks, _ := filepath.Glob(filepath.Join(dest, "etc/containers/oci/hooks.d/*.json"))
+	if len(hooks) != 2 {
+		t.Fatalf("hooks.d files installed: %v\n%s", hooks, out)
+	}
+	for _, h := range hooks {
+		var doc struct{ Hook struct{ Path string } }
+		b, _ := os.ReadFile(h)
+		if err := json.Unmarshal(b, &doc); err != nil || doc.Hook.Path != "/opt/sockreap/bin/sockreap-hook" {
+			t.Errorf("%s: hook path %q (%v), want the installed one", h, doc.Hook.Path, err)
+		}
+	}
+	units, _ := filepath.Glob("../../deploy/systemd/*")
+	for _, u := range units {
+		if !strings.HasSuffix(u, ".service") && !strings.HasSuffix(u, ".timer") {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(dest, "opt/sockreap/lib/systemd/system", filepath.Base(u))); err != nil {
+			t.Errorf("unit %s not installed: %v", filepath.Base(u), err)
+		}
+	}
+	run(t, "make", append(vars, "uninstall")...)
+	var left []string
+	_ = filepath.Walk(dest, func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			left = append(left, p)
+		}
+		return nil
+	})
+	if len(left) > 0 {
+		t.Errorf("uninstall left files: %v", left)
 	}
 }

@@ -95,7 +95,9 @@ func boot() []string {
 }
 
 // loadModules inserts the modules listed in /modules/order (dependencies
-// first, uncompressed by the host).
+// first, uncompressed by the host), except those the suite loads itself
+// when a scenario needs them (rds_tcp would add a kernel listener to every
+// namespace of every other scenario).
 func loadModules(note func(string, ...any)) {
 	order, err := os.ReadFile("/modules/order")
 	if err != nil {
@@ -104,6 +106,9 @@ func loadModules(note func(string, ...any)) {
 	}
 	var loaded []string
 	for _, p := range strings.Fields(string(order)) {
+		if suite.OnDemandModule(p) {
+			continue
+		}
 		data, err := os.ReadFile("/" + p)
 		if err != nil {
 			note("read %s: %v", p, err)

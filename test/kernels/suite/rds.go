@@ -3,6 +3,8 @@ package suite
 import (
 	"fmt"
 	"net/netip"
+	"os"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -19,8 +21,39 @@ const (
 	rdsTransTCP    = 2   // RDS_TRANS_TCP
 )
 
+// OnDemandModule reports whether a module of the initramfs (path
+// modules/NN-name.ko) is loaded by the kernel scenarios rather than at boot.
+func OnDemandModule(path string) bool {
+	base := path[strings.LastIndexByte(path, '/')+1:]
+	_, name, _ := strings.Cut(strings.TrimSuffix(base, ".ko"), "-")
+	return name == "rds" || strings.HasPrefix(name, "rds_")
+}
+
+// loadOnDemandModules loads the on-demand modules the initramfs carries
+// (none on the host, where the kernel has RDS built in or not at all).
+func loadOnDemandModules(t *T) {
+	order, err := os.ReadFile("/modules/order")
+	if err != nil {
+		return
+	}
+	for _, p := range strings.Fields(string(order)) {
+		if !OnDemandModule(p) {
+			continue
+		}
+		data, err := os.ReadFile("/" + p)
+		if err != nil {
+			t.Fatalf("read module %s: %v", p, err)
+		}
+		if err := unix.InitModule(data, ""); err != nil && err != unix.EEXIST {
+			t.Fatalf("load module %s: %v", p, err)
+		}
+		t.Logf("loaded %s", p)
+	}
+}
+
 // requireRDS skips unless RDS over TCP works on this kernel.
 func requireRDS(t *T) {
+	loadOnDemandModules(t)
 	fd, err := unix.Socket(unix.AF_RDS, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Skipf("no RDS on this kernel (socket(AF_RDS): %v); the VM kernels load rds and rds_tcp", err)
@@ -65,13 +98,24 @@ func rdsConnect(t *T, x, p *nettest.Netns, l *nettest.Link) *nettest.Socket {
 	src := rdsSocket(t, x, netip.AddrPortFrom(l.A4, 4000))
 	dst := rdsSocket(t, p, netip.AddrPortFrom(l.B4, 4001))
 	_ = unix.SetsockoptTimeval(dst.FD, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 5})
-	if err := unix.Sendto(src.FD, []byte("hello over rds"), 0, nettest.Sockaddr(netip.AddrPortFrom(l.B4, 4001))); err != nil {
-		t.Fatalf("rds send %s -> %s: %v", l.A4, l.B4, err)
-	}
+	// rds_tcp may still be backing off a reconnect from an earlier
+	// scenario's pair: send again a few times before giving up.
 	buf := make([]byte, 64)
-	n, _, err := unix.Recvfrom(dst.FD, buf, 0)
+	var n int
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		if err = unix.Sendto(src.FD, []byte("hello over rds"), 0, nettest.Sockaddr(netip.AddrPortFrom(l.B4, 4001))); err != nil {
+			t.Logf("rds send %s -> %s (attempt %d): %v", l.A4, l.B4, attempt, err)
+			time.Sleep(time.Second)
+			continue
+		}
+		if n, _, err = unix.Recvfrom(dst.FD, buf, 0); err == nil {
+			break
+		}
+		t.Logf("rds receive in %s (attempt %d): %v", p.Name, attempt, err)
+	}
 	if err != nil {
-		t.Fatalf("rds receive in %s: %v", p.Name, err)
+		t.Fatalf("rds message %s -> %s never arrived: %v", l.A4, l.B4, err)
 	}
 	t.Logf("rds message crossed a kernel TCP connection: %q", buf[:n])
 	dst.Close()

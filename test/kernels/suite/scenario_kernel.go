@@ -10,6 +10,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sockreap/sockreap/internal/nettest"
+	"github.com/sockreap/sockreap/internal/reap"
+	"github.com/sockreap/sockreap/internal/sockdiag"
 )
 
 // testKernelRDS: rds_tcp is a real in-kernel user of TCP. It listens on
@@ -32,20 +34,46 @@ func testKernelRDS(t *T, e *env) {
 	if len(kern) < 2 {
 		t.Errorf("want rds_tcp's listener and connection as kernel sockets, ls shows %d kernel-owned: %v", len(kern), raws(all))
 	}
-	// The peer goes away as a container's peer would; x's kernel socket
-	// stays established to nobody.
-	delNetns(t, p)
+	// The peer goes away as a container's peer would; x's kernel sockets
+	// stay established to nobody, and rds_tcp's reconnects find no route.
+	unplug(t, x, l)
 	waitQuiet()
-	r, code := drain(t, e, x)
-	if code != 0 || r.Remaining != 0 {
-		t.Errorf("drain left kernel sockets: exit %d, remaining %d %v", code, r.Remaining, r.Left)
-	}
+	r, _ := drain(t, e, x)
 	if r.Destroyed < 2 {
 		t.Errorf("drain destroyed %d sockets, want rds_tcp's listener and connection (2+)", r.Destroyed)
 	}
-	checkEmpty(t, x, nil)
-	t.Notef("%d kernel sockets destroyed", r.Destroyed)
+	closed := checkClosedOnly(t, x, r)
+	t.Notef("%d kernel sockets destroyed%s", r.Destroyed, closed)
 	freeWithin(t, x, wl, time.Second)
+}
+
+// unplug deletes the veth of link l (both ends): the peer vanishes from
+// x's view without a word, as a remote host that went away would.
+func unplug(t *T, x *nettest.Netns, l *nettest.Link) {
+	t.Helper()
+	if out, err := exec.Command("ip", "-n", x.Name, "link", "del", l.NameA).CombinedOutput(); err != nil {
+		t.Fatalf("ip -n %s link del %s: %v %s", x.Name, l.NameA, err, out)
+	}
+}
+
+// checkClosedOnly asserts that drain left nothing but closed, bound-only
+// sockets (a kernel user that bound its socket keeps it hashed after
+// tcp_abort until it releases it at namespace exit; dumps list bound-only
+// TCP since 6.3) and that a fresh dump and ss agree. It returns a note.
+func checkClosedOnly(t *T, x *nettest.Netns, r *reap.Report) string {
+	t.Helper()
+	n := 0
+	for _, g := range r.Left {
+		if g.State != "UNCONN" && g.State != "CLOSE" {
+			t.Errorf("drain left %d %s %s sockets of owner %s", g.Count, g.Protocol, g.State, g.Owner)
+		}
+		n += g.Count
+	}
+	checkEmpty(t, x, func(s *sockdiag.Socket) bool { return s.State == sockdiag.Close })
+	if n > 0 {
+		return fmt.Sprintf("; %d closed bound-only kernel socket(s) stay listed until rds_tcp releases them at netns exit", n)
+	}
+	return ""
 }
 
 func hasPort(l []lsEntry, port int) bool {
@@ -115,10 +143,16 @@ func testHang(t *T, e *env) {
 type hangOutcome struct {
 	freed time.Duration // -1: not within the watch
 	msgs  []string
+	// wedged: cleanup_net itself is stuck (later namespaces are not freed
+	// either) rather than the namespace being pinned by a reference.
+	wedged bool
 }
 
 func (h hangOutcome) String() string {
-	f := "not freed"
+	f := "not freed (pinned: later namespaces are still freed)"
+	if h.wedged {
+		f = "not freed (netns cleanup wedged for the whole kernel)"
+	}
 	if h.freed >= 0 {
 		f = "freed after " + h.freed.Round(time.Millisecond).String()
 	}
@@ -143,7 +177,7 @@ func hangRound(t *T, e *env, useSockreap bool) hangOutcome {
 	// The peer vanishes without a word (its veth end goes with it), then
 	// x sends more: rds_tcp queues it on its kernel socket, which now
 	// retransmits to nobody.
-	delNetns(t, p)
+	unplug(t, x, l)
 	for i := 0; i < 4; i++ {
 		if err := unix.Sendto(src.FD, []byte("into the void"), unix.MSG_DONTWAIT, nettest.Sockaddr(netip.AddrPortFrom(l.B4, 4001))); err != nil {
 			t.Logf("rds send after the peer went: %v", err)
@@ -154,10 +188,8 @@ func hangRound(t *T, e *env, useSockreap bool) hangOutcome {
 	_, all := rdsKernelSockets(t, e, x)
 	t.Logf("sockreap=%v: x before release: %v", useSockreap, raws(all))
 	if useSockreap {
-		r, code := drain(t, e, x)
-		if code != 0 {
-			t.Errorf("drain left %d sockets (exit %d): %v", r.Remaining, code, r.Left)
-		}
+		r, _ := drain(t, e, x)
+		checkClosedOnly(t, x, r)
 	}
 	mark := kmsgMark()
 	watch := time.Second
@@ -177,5 +209,12 @@ func hangRound(t *T, e *env, useSockreap bool) hangOutcome {
 	}
 	out.msgs = kmsgSince(mark, hangMessages...)
 	t.Logf("sockreap=%v: %s", useSockreap, out)
+	if out.freed < 0 {
+		for _, s := range kernelStacks("cleanup_net", "netdev_run_todo", "rds_") {
+			t.Logf("kernel stack: %s", s)
+		}
+		out.wedged = cleanupWedged(t)
+		t.Logf("netns cleanup wedged for the whole kernel: %v", out.wedged)
+	}
 	return out
 }

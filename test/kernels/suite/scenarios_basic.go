@@ -95,7 +95,9 @@ func testListener(t *T, e *env) {
 	if n := countState(before, sockdiag.Listen); n < 1 {
 		t.Errorf("no LISTEN socket in the dump before drain")
 	}
-	drainHeld(t, e, x, 5, ln, filler, filler2, syn)
+	// The listener takes its queued children with it (5.10 reports no
+	// separate destroy for them), so only the held sockets are counted.
+	drainHeld(t, e, x, 4, ln, filler, filler2, syn)
 	closeAll(pl)
 	closeAll(clients...)
 	freeWithin(t, x, l, time.Second)
