@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"github.com/sockreap/sockreap/internal/oci"
 	"github.com/sockreap/sockreap/internal/pin"
 	"github.com/sockreap/sockreap/internal/reap"
+	"golang.org/x/sys/unix"
 )
 
 // stageFunc does a stage's work on the parsed state and fills in rec.
@@ -253,29 +255,54 @@ func logStage(log *slog.Logger, stage string, rec *record, d, budget time.Durati
 	log.Info(msg, attrs...)
 }
 
-// RunUnknownStage is for a name that is neither a command nor a known
-// stage when sockreap-hook runs as a hook (stdin is not a terminal): it
-// logs and exits 0 (2 with --strict), so a hook wired to a stage this
-// version does not know cannot break the container.
-func RunUnknownStage(env *Env, name string, args []string) int {
+// RunUnknownStage handles a name that is neither a command nor a known
+// stage. When stdin holds an OCI state, sockreap-hook runs as a hook wired
+// to a stage this version does not know: it logs that and exits 0 (2 with
+// --strict), so the container's start or delete goes on. Otherwise
+// handled is false and the caller reports an unknown command as usual.
+func RunUnknownStage(env *Env, name string, args []string) (code int, handled bool) {
+	if f, ok := env.Stdin.(*os.File); !ok || isTerminal(f) {
+		return 0, false
+	}
+	// A hook's stdin is the state the runtime wrote and closed; anything
+	// that does not deliver one promptly is no hook.
+	type result struct {
+		st  *specs.State
+		err error
+	}
+	rc := make(chan result, 1)
+	go func() { st, err := oci.ReadState(env.Stdin); rc <- result{st, err} }()
+	var st *specs.State
+	select {
+	case r := <-rc:
+		if r.err != nil {
+			return 0, false
+		}
+		st = r.st
+	case <-time.After(time.Second):
+		return 0, false
+	}
 	var cf commonFlags
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(nilWriter{})
 	cf.add(fs)
 	strict := fs.Bool("strict", false, "")
+	_ = fs.Int(strings.TrimPrefix(oci.OCITimeoutFlag, "--"), 0, "")
+	_ = fs.Duration("timeout", 0, "")
 	_ = fs.Parse(args)
 	s := cf.resolve(env)
-	id := ""
-	if st, err := oci.ReadState(env.Stdin); err == nil {
-		id = st.ID
-	}
 	msg := fmt.Sprintf("unknown stage %q: nothing done; known stages: %s", name, strings.Join(KnownStages, ", "))
-	s.log.Error("unknown stage", "stage", name, "container", id, "error", msg)
+	s.log.Error("unknown stage", "stage", name, "container", st.ID, "error", msg)
 	if *strict || s.cfg.Strict {
 		fmt.Fprintf(env.Stderr, "%s: %s\n", Prog, msg)
-		return ExitUsage
+		return ExitUsage, true
 	}
-	return ExitOK
+	return ExitOK, true
+}
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 type nilWriter struct{}
@@ -457,8 +484,13 @@ func drainChecked(ctx context.Context, s *settings, ns *netns.NS, rec *record) (
 		rec.action = fmt.Sprintf("skipped: %d live processes still in the namespace (shared with another container)", len(procs))
 		return false, nil
 	}
+	if empty, err := netnsLooksEmpty(ns); err == nil && empty {
+		rec.report = &reap.Report{Netns: ns.ID.String(), Left: []reap.Group{}}
+		rec.action = "drained (nothing there)"
+		return true, nil
+	}
 	opts := s.cfg.DrainOptions(0)
-	if caps, err := reap.ProbeCached(s.cfg.StateDir); err == nil {
+	if caps, err := probeOnce(s.cfg.StateDir); err == nil {
 		opts.Caps = caps
 	} else {
 		rec.warn("kernel probe: %v", err)
@@ -478,4 +510,22 @@ func drainChecked(ctx context.Context, s *settings, ns *netns.NS, rec *record) (
 		return true, fmt.Errorf("drain %s: %w", ns.Path, err)
 	}
 	return true, nil
+}
+
+// probeOnce returns the kernel's capabilities from the probe cache in
+// stateDir, probing under a lock so that when many containers stop at once
+// after a boot only the first hook probes and the others read its result.
+func probeOnce(stateDir string) (*reap.Capabilities, error) {
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("kernel probe: create %s: %w", stateDir, err)
+	}
+	f, err := os.OpenFile(filepath.Join(stateDir, "probe.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("kernel probe: %w", err)
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		return nil, fmt.Errorf("kernel probe: lock %s: %w", f.Name(), err)
+	}
+	return reap.ProbeCached(stateDir)
 }

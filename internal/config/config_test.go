@@ -60,13 +60,13 @@ orphans = "spare"
 
 func TestLoadErrors(t *testing.T) {
 	for in, want := range map[string]string{
-		`statedir = "/x"`:        "statedir",
-		`budget = "soon"`:        "budget",
-		`budget = "-1s"`:         "budget",
-		`protocols = ["sctp"]`:   "sctp",
-		`orphans = "maybe"`:      "orphans",
-		`state_dir = `:           "config.toml:1",
-		`state_dir = ""`:         "state_dir",
+		`statedir = "/x"`:       "statedir",
+		`budget = "soon"`:       "budget",
+		`budget = "-1s"`:        "budget",
+		`protocols = ["sctp"]`:  "sctp",
+		`orphans = "maybe"`:     "orphans",
+		`state_dir = `:          "config.toml:1",
+		`state_dir = ""`:        "state_dir",
 		"[drain]\ntcp = true\n": "drain",
 	} {
 		c, err := Load(write(t, in), true)

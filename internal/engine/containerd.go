@@ -89,7 +89,7 @@ func Containerd(path string, old []byte, exists bool, o ContainerdOptions) (*Edi
 			runtimes[RuntimeName] = deepCopy(runc)
 			if opts, ok := runc["options"].(map[string]any); ok {
 				if bin, ok := opts["BinaryName"].(string); ok && bin != "" && bin != "runc" {
-					e.Notes = append(e.Notes, fmt.Sprintf("the runc handler runs %s: set SOCKREAP_RUNTIME=%s for the shim (environment of containerd) so it keeps running that binary", bin, bin))
+					e.Notes = append(e.Notes, fmt.Sprintf("the runc handler runs %s: put runtime = %q in /etc/sockreap/shim.toml so the shim keeps running that binary", bin, bin))
 				}
 			}
 		}

@@ -46,7 +46,7 @@ func Docker(path string, old []byte, exists bool, o DockerOptions) (*Edit, error
 	ours["path"] = o.ShimPath
 	if o.SetDefault {
 		if prev, ok := cfg["default-runtime"].(string); ok && prev != RuntimeName && prev != "runc" && prev != "" {
-			e.Notes = append(e.Notes, fmt.Sprintf("default-runtime was %q; sockreap-shim runs runc unless SOCKREAP_RUNTIME names another runtime", prev))
+			e.Notes = append(e.Notes, fmt.Sprintf("default-runtime was %q; sockreap-shim runs runc unless told otherwise (runtime in /etc/sockreap/shim.toml, or runtimeArgs [\"--sockreap-runtime=PATH\"])", prev))
 		}
 		cfg["default-runtime"] = RuntimeName
 	}

@@ -189,3 +189,28 @@ func TestCRIO(t *testing.T) {
 		t.Errorf("drop-in:\n%s", e.New)
 	}
 }
+
+func TestApplyThroughSymlink(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "managed.json")
+	link := filepath.Join(dir, "daemon.json")
+	if err := os.WriteFile(real, []byte(`{}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	e, err := Docker(link, []byte(`{}`), true, DockerOptions{ShimPath: shim})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Apply(e); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Lstat(link); err != nil || st.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the symlink was replaced: %v", err)
+	}
+	if b, _ := os.ReadFile(real); !strings.Contains(string(b), shim) {
+		t.Errorf("target not written: %s", b)
+	}
+}

@@ -49,18 +49,24 @@ func Apply(e *Edit) (backup string, err error) {
 		return "", nil
 	}
 	mode := fs.FileMode(0o644)
+	path := e.Path
 	if e.Exists {
-		if st, err := os.Stat(e.Path); err == nil {
+		// Write through a symlink (config management often links the
+		// file) instead of replacing the link with a plain file.
+		if real, err := filepath.EvalSymlinks(path); err == nil {
+			path = real
+		}
+		if st, err := os.Stat(path); err == nil {
 			mode = st.Mode().Perm()
 		}
-		backup = e.Path + ".sockreap-bak." + time.Now().UTC().Format("20060102T150405.000000000Z")
+		backup = path + ".sockreap-bak." + time.Now().UTC().Format("20060102T150405.000000000Z")
 		if err := writeAtomic(backup, e.Old, mode); err != nil {
 			return "", fmt.Errorf("back up %s: %w", e.Path, err)
 		}
-	} else if err := os.MkdirAll(filepath.Dir(e.Path), 0o755); err != nil {
-		return "", fmt.Errorf("create directory for %s: %w", e.Path, err)
+	} else if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return "", fmt.Errorf("create directory for %s: %w", path, err)
 	}
-	if err := writeAtomic(e.Path, e.New, mode); err != nil {
+	if err := writeAtomic(path, e.New, mode); err != nil {
 		return backup, err
 	}
 	return backup, nil

@@ -11,13 +11,14 @@ import (
 // --log file (appended, as runc does) in the --log-format, else stderr.
 // Levels are lower case like runc's (logrus) so that containerd, which
 // reads the last "error" line of the runtime log, finds ours too.
-func newLogger(inv *Invocation, stderr io.Writer) (*slog.Logger, func()) {
+// toFile is false when the lines go to stderr.
+func newLogger(inv *Invocation, stderr io.Writer) (log *slog.Logger, toFile bool, closeFn func()) {
 	var w io.Writer = stderr
-	closeFn := func() {}
+	closeFn = func() {}
 	level := slog.LevelWarn // runc says nothing on stderr unless asked
 	if inv.Log != "" {
 		if f, err := os.OpenFile(inv.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_SYNC, 0o644); err == nil {
-			w, closeFn = f, func() { f.Close() }
+			w, toFile, closeFn = f, true, func() { f.Close() }
 			level = slog.LevelInfo
 		}
 	}
@@ -36,5 +37,5 @@ func newLogger(inv *Invocation, stderr io.Writer) (*slog.Logger, func()) {
 	} else {
 		h = slog.NewTextHandler(w, opts)
 	}
-	return slog.New(h).With("component", "sockreap-shim"), closeFn
+	return slog.New(h).With("component", "sockreap-shim"), toFile, closeFn
 }

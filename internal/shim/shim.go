@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,16 +32,25 @@ const fallbackPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
 // only on failure; on success the real runtime has replaced the process.
 func Main(args []string, stderr io.Writer) int {
 	inv := Parse(args)
-	log, closeLog := newLogger(inv, stderr)
-	defer closeLog()
+	log, toFile, closeLog := newLogger(inv, stderr)
+	fail := func(err error) int {
+		// stderr for the caller, and the --log file, where dockerd and
+		// containerd look for the runtime's error; runc's exit code.
+		fmt.Fprintf(stderr, "%s: %v\n", Name, err)
+		if toFile {
+			log.Error(err.Error())
+		}
+		closeLog()
+		return 1
+	}
 
 	cfg, err := LoadConfig(inv, os.Getenv)
 	if err != nil {
-		return fail(log, stderr, err)
+		return fail(err)
 	}
 	runtime, err := ResolveRuntime(cfg.Runtime)
 	if err != nil {
-		return fail(log, stderr, err)
+		return fail(err)
 	}
 	if inv.Command == "create" || inv.Command == "run" {
 		// Fail open: a container without the hooks is better than no
@@ -55,18 +63,9 @@ func Main(args []string, stderr io.Writer) int {
 		}
 	}
 	argv := append([]string{filepath.Base(runtime)}, inv.Argv()...)
-	closeLog()
+	// Go opens files close-on-exec: the runtime does not inherit our log.
 	err = unix.Exec(runtime, argv, os.Environ())
-	log, closeLog = newLogger(inv, stderr)
-	return fail(log, stderr, fmt.Errorf("exec %s: %w", runtime, err))
-}
-
-// fail reports err on stderr and in the runtime log (where containerd and
-// dockerd look for the runtime's error) and returns runc's error exit code.
-func fail(log *slog.Logger, stderr io.Writer, err error) int {
-	fmt.Fprintf(stderr, "%s: %v\n", Name, err)
-	log.Error(err.Error())
-	return 1
+	return fail(fmt.Errorf("exec %s: %w", runtime, err))
 }
 
 func bundleDir(inv *Invocation) string {
@@ -95,15 +94,16 @@ func inject(inv *Invocation, cfg *Config) (changed bool, err error) {
 }
 
 // ResolveRuntime finds the real runtime: an absolute path as given, or a
-// name in PATH. It refuses to run itself, which would loop forever when
-// the shim is installed under the runtime's name.
+// name in PATH. It never picks the shim itself (installed under the
+// runtime's name it would exec itself forever): a PATH search skips it.
 func ResolveRuntime(name string) (string, error) {
-	path, err := lookPath(name)
+	self, _ := os.Executable()
+	path, err := lookPath(name, self)
 	if err != nil {
 		return "", fmt.Errorf("real runtime %q not found (%w); install runc, or name the runtime (crun, or an absolute path) with SOCKREAP_RUNTIME, --sockreap-runtime or \"runtime\" in %s", name, err, DefaultConfigPath)
 	}
-	if self, err := os.Executable(); err == nil && sameFile(self, path) {
-		return "", fmt.Errorf("real runtime %q resolves to %s, which is sockreap-shim itself; set SOCKREAP_RUNTIME to the real runtime's absolute path", name, path)
+	if self != "" && sameFile(self, path) {
+		return "", fmt.Errorf("real runtime %q is %s, which is sockreap-shim itself; name the real runtime's absolute path (SOCKREAP_RUNTIME or \"runtime\" in %s)", name, path, DefaultConfigPath)
 	}
 	return path, nil
 }
@@ -129,14 +129,16 @@ func ResolveHook(configured string) (string, error) {
 			return p, nil
 		}
 	}
-	p, err := lookPath(oci.HookName)
+	p, err := lookPath(oci.HookName, "")
 	if err != nil {
 		return "", fmt.Errorf("%s not found next to %s nor in PATH; install it or set SOCKREAP_HOOK", oci.HookName, Name)
 	}
 	return p, nil
 }
 
-func lookPath(name string) (string, error) {
+// lookPath finds an executable like exec.LookPath, skipping the file skip
+// (the shim) in a PATH search.
+func lookPath(name, skip string) (string, error) {
 	if strings.Contains(name, "/") {
 		if !filepath.IsAbs(name) {
 			return "", fmt.Errorf("%q is a relative path", name)
@@ -160,6 +162,9 @@ func lookPath(name string) (string, error) {
 		}
 		p := filepath.Join(dir, name)
 		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode().Perm()&0o111 != 0 {
+			if skip != "" && sameFile(skip, p) {
+				continue
+			}
 			return p, nil
 		}
 	}

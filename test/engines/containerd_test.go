@@ -39,6 +39,7 @@ func newContainerd(t *testing.T) *containerd {
 	c := &containerd{dir: dir, config: filepath.Join(dir, "config.toml"), sock: filepath.Join(dir, "c.sock"),
 		ns: nettest.Unique("sockreap-test"), runcRoot: filepath.Join(dir, "runc")}
 	c.hooks = newHookEnv(t, dir)
+	removeNewEmptyDirs(t, "/run/containerd", "/run/containerd/s")
 	t.Cleanup(func() { c.cleanup(t) })
 	// The operator's file before sockreap: configure must keep all of it.
 	base := fmt.Sprintf(`version = 2
@@ -99,6 +100,34 @@ func (c *containerd) ctr(t *testing.T, args ...string) string {
 	return run(t, "ctr", append([]string{"-a", c.sock, "-n", c.ns}, args...)...)
 }
 
+// stop stops the daemon (containers keep running, as with systemctl restart).
+func (c *containerd) stop() {
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = c.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// expectCRI fails unless containerd loaded its CRI plugin.
+func (c *containerd) expectCRI(t *testing.T) {
+	t.Helper()
+	for _, l := range strings.Split(run(t, "ctr", "-a", c.sock, "plugins", "ls"), "\n") {
+		if f := strings.Fields(l); len(f) >= 3 && f[1] == "cri" {
+			if f[len(f)-1] != "ok" {
+				b, _ := os.ReadFile(filepath.Join(c.dir, "containerd.log"))
+				t.Fatalf("CRI plugin not loaded with the sockreap config: %s\n%s", l, tail(b, 20))
+			}
+			return
+		}
+	}
+	t.Fatal("containerd lists no cri plugin")
+}
+
 func (c *containerd) cleanup(t *testing.T) {
 	if c.cmd != nil && c.cmd.Process != nil {
 		ctr := func(args ...string) string {
@@ -120,15 +149,7 @@ func (c *containerd) cleanup(t *testing.T) {
 				ctr("image", "rm", "--sync", ref)
 			}
 		}
-		_ = c.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = c.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = c.cmd.Process.Kill()
-			<-done
-		}
+		c.stop()
 		if t.Failed() {
 			b, _ := os.ReadFile(filepath.Join(c.dir, "containerd.log"))
 			t.Logf("containerd log (tail):\n%s", tail(b, 40))
@@ -252,6 +273,7 @@ func TestContainerdOrphan(t *testing.T) {
 		t.Errorf("keys of the operator's config lost")
 	}
 
+	c.expectCRI(t)
 	image := c.importImage(t)
 	runOrphan := func(t *testing.T, p *peer, runtimeArgs ...string) string {
 		id := nettest.Unique("srk")
@@ -268,7 +290,7 @@ func TestContainerdOrphan(t *testing.T) {
 		p := newPeer(t)
 		id := runOrphan(t, p, "--runtime", "io.containerd.runc.v2", "--runc-binary", shimBin())
 		c.remove(t, id)
-		p.expectFreed(t, "containerd with sockreap-shim")
+		p.expectFreed(t, "containerd with sockreap-shim", c.hooks)
 		c.hooks.check(t, id)
 	})
 	t.Run("ctr plain runc", func(t *testing.T) {
@@ -276,6 +298,25 @@ func TestContainerdOrphan(t *testing.T) {
 		id := runOrphan(t, p)
 		c.remove(t, id)
 		p.expectLingers(t, "containerd with plain runc")
+	})
+	t.Run("set-default", func(t *testing.T) {
+		out := run(t, hookBin(), "configure", "containerd", "--config", c.config, "--shim", shimBin(), "--set-default")
+		t.Logf("configure containerd --set-default:\n%s", out)
+		var dump map[string]any
+		if err := toml.Unmarshal([]byte(run(t, "containerd", "--config", c.config, "config", "dump")), &dump); err != nil {
+			t.Fatalf("containerd config dump: %v", err)
+		}
+		if got := dig(dump, "plugins", "io.containerd.grpc.v1.cri", "containerd", "default_runtime_name"); got != "sockreap" {
+			t.Errorf("containerd's CRI default runtime is %v, want sockreap", got)
+		}
+		if dig(dump, "plugins", "io.containerd.grpc.v1.cri", "containerd", "runtimes", "runc", "options", "SystemdCgroup") != false {
+			t.Errorf("the runc handler changed")
+		}
+		// Restart as the command tells; the CRI plugin must load with
+		// sockreap as its default runtime.
+		c.stop()
+		c.start(t)
+		c.expectCRI(t)
 	})
 }
 

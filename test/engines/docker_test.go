@@ -33,6 +33,7 @@ func startDockerd(t *testing.T, daemonJSON map[string]any) *dockerd {
 	}
 	d := &dockerd{dir: dir, config: filepath.Join(dir, "daemon.json"), pidfile: filepath.Join(dir, "docker.pid"),
 		host: "unix://" + filepath.Join(dir, "docker.sock"), execRoot: filepath.Join(dir, "x")}
+	removeNewEmptyDirs(t, "/run/containerd", "/run/containerd/s")
 	t.Cleanup(func() { d.cleanup(t) })
 	// Without it dockerd 20.10 writes its trust key to /etc/docker.
 	daemonJSON["deprecated-key-path"] = filepath.Join(dir, "key.json")
@@ -40,7 +41,12 @@ func startDockerd(t *testing.T, daemonJSON map[string]any) *dockerd {
 	// runtimeArgs (which configure docker must keep) point the shim at
 	// a config that says so.
 	d.hooks = newHookEnv(t, dir)
-	daemonJSON["runtimes"] = map[string]any{"sockreap": map[string]any{"runtimeArgs": []string{"--sockreap-config=" + d.hooks.shimConfig}}}
+	daemonJSON["runtimes"] = map[string]any{
+		"sockreap": map[string]any{"runtimeArgs": []string{"--sockreap-config=" + d.hooks.shimConfig}},
+		// A shim told to run a runtime that is not there: its error must
+		// reach the docker client.
+		"sockreap-broken": map[string]any{"path": shimBin(), "runtimeArgs": []string{"--sockreap-runtime=/nonexistent/runc"}},
+	}
 	writeJSON(t, d.config, daemonJSON)
 	d.cmd = exec.Command("dockerd", "--config-file", d.config, "--data-root", filepath.Join(dir, "data"),
 		"--exec-root", d.execRoot, "--pidfile", d.pidfile, "-H", d.host,
@@ -189,7 +195,7 @@ func TestDockerOrphan(t *testing.T) {
 			t.Errorf("sockreap-hook pins does not list the running container %s:\n%s", id, out)
 		}
 		d.docker(t, "rm", "-f", id)
-		p.expectFreed(t, "docker --runtime sockreap")
+		p.expectFreed(t, "docker --runtime sockreap", d.hooks)
 		d.hooks.check(t, id)
 	})
 	t.Run("without sockreap", func(t *testing.T) {
@@ -218,9 +224,17 @@ func TestDockerOrphan(t *testing.T) {
 			t.Fatal("netns gone while its owner container runs")
 		}
 		d.docker(t, "rm", "-f", owner)
-		p.expectFreed(t, "docker --network container:X, owner removed last")
+		p.expectFreed(t, "docker --network container:X, owner removed last", d.hooks)
 		d.hooks.check(t, joiner)
 		d.hooks.check(t, owner)
+	})
+	t.Run("runtime missing", func(t *testing.T) {
+		out, err := exec.Command("docker", "-H", d.host, "run", "--rm", "--network", "none", "--runtime", "sockreap-broken", image, "true").CombinedOutput()
+		if err == nil || !strings.Contains(string(out), `real runtime "/nonexistent/runc" not found`) {
+			t.Errorf("docker run with a shim that finds no runtime: %v\n%s", err, out)
+		} else {
+			t.Logf("docker says: %s", strings.TrimSpace(string(out)))
+		}
 	})
 	t.Run("set-default", func(t *testing.T) {
 		out := d.configure(t, "--set-default", "--reload")
@@ -235,7 +249,7 @@ func TestDockerOrphan(t *testing.T) {
 		p := newPeer(t)
 		id := d.orphanRun(t, p, image) // no --runtime: the default
 		d.docker(t, "rm", "-f", id)
-		p.expectFreed(t, "docker default-runtime sockreap")
+		p.expectFreed(t, "docker default-runtime sockreap", d.hooks)
 		d.hooks.check(t, id)
 		if again := d.configure(t, "--set-default"); !strings.Contains(again, "already configured") {
 			t.Errorf("second configure changed the file again:\n%s", again)

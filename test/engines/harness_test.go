@@ -193,11 +193,15 @@ const freeDeadline = time.Second
 // after removal to count as lingering (its orphan lives for minutes).
 const lingerCheck = 3 * time.Second
 
-// expectFreed fails unless the netns goes away within freeDeadline.
-func (p *peer) expectFreed(t *testing.T, what string) {
+// expectFreed fails unless the netns goes away within freeDeadline; the
+// hook log h is shown on failure.
+func (p *peer) expectFreed(t *testing.T, what string, h *hookEnv) {
 	t.Helper()
 	if took, ok := p.freed(freeDeadline); !ok {
-		t.Fatalf("%s: netns still there %v after removal (veth %s in %s remains); sockets in the peer netns:\n%s", what, freeDeadline, p.hostEnd, p.ns.Name, strings.Join(p.ns.SS(t), "\n"))
+		b, _ := os.ReadFile(h.log)
+		t.Logf("hook log %s (tail):\n%s", h.log, tail(b, 6))
+		later, _ := p.freed(10 * time.Second)
+		t.Fatalf("%s: netns still there %v after removal (veth %s in %s remains; gone %v later); sockets in the peer netns:\n%s", what, freeDeadline, p.hostEnd, p.ns.Name, later, strings.Join(p.ns.SS(t), "\n"))
 	} else {
 		t.Logf("%s: netns freed %v after removal", what, took.Round(time.Millisecond))
 	}
@@ -301,4 +305,20 @@ func TestMakeInstall(t *testing.T) {
 	if len(left) > 0 {
 		t.Errorf("uninstall left files: %v", left)
 	}
+}
+
+// removeNewEmptyDirs removes, at cleanup, the empty directories dirs
+// (deepest first) that the engine creates in fixed host places whatever
+// its flags say (/run/containerd/s for shim sockets, /run/containers/...),
+// provided the first of them did not exist before the test.
+func removeNewEmptyDirs(t *testing.T, dirs ...string) {
+	t.Helper()
+	if _, err := os.Stat(dirs[0]); err == nil {
+		return
+	}
+	t.Cleanup(func() {
+		for i := len(dirs) - 1; i >= 0; i-- {
+			_ = os.Remove(dirs[i]) // fails, harmlessly, unless empty
+		}
+	})
 }

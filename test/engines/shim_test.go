@@ -257,8 +257,19 @@ func TestShimLogAndErrors(t *testing.T) {
 	t.Run("no runtime", func(t *testing.T) {
 		rt := &runtime{bin: shimBin(), root: t.TempDir(), env: []string{"SOCKREAP_RUNTIME=/nonexistent/runc"}}
 		res := rt.run(t, "/", "list")
-		if res.code == 0 || !strings.Contains(res.stderr, `real runtime "/nonexistent/runc" not found`) {
+		if res.code == 0 || strings.Count(res.stderr, `real runtime "/nonexistent/runc" not found`) != 1 {
 			t.Errorf("missing runtime: code %d stderr %q", res.code, res.stderr)
+		}
+		// Installed under runc's own name ahead of runc in PATH, it
+		// skips itself and finds the real one.
+		dir := t.TempDir()
+		if err := os.Symlink(shimBin(), filepath.Join(dir, "runc")); err != nil {
+			t.Fatal(err)
+		}
+		want := run(t, "runc", "--version")
+		asRunc := &runtime{bin: filepath.Join(dir, "runc"), root: t.TempDir(), env: []string{"PATH=" + dir + ":" + os.Getenv("PATH")}}
+		if res := asRunc.run(t, "/", "--version"); res.code != 0 || strings.TrimSpace(res.stdout) != want {
+			t.Errorf("shim installed as runc: code %d stdout %q stderr %q, want runc's own version", res.code, res.stdout, res.stderr)
 		}
 		rt.env = []string{"SOCKREAP_RUNTIME=" + shimBin()}
 		if res := rt.run(t, "/", "list"); res.code == 0 || !strings.Contains(res.stderr, "sockreap-shim itself") {

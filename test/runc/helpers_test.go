@@ -97,7 +97,7 @@ func busybox() string {
 func (rt *runtime) smokeTest(t *testing.T) string {
 	b := newBundle(t, bundleSpec{args: []string{"/bin/busybox", "true"}})
 	id := nettest.Unique("srsmoke")
-	out, err := rt.cmd("run", "--bundle", b.dir, id).CombinedOutput()
+	out, err := rt.cmd("run", "--bundle", b.dir, id).CombinedOutput() // the process exits at once
 	_ = rt.cmd("delete", "-f", id).Run()
 	if err != nil {
 		return strings.TrimSpace(string(out))
@@ -261,10 +261,11 @@ func (h *hooks) pins(t *testing.T) []*pin.Pin {
 
 // container is one container of a runtime.
 type container struct {
-	rt  *runtime
-	id  string
-	b   *bundle
-	pid int
+	rt     *runtime
+	id     string
+	b      *bundle
+	pid    int
+	output string // file holding the container process's stdout and stderr
 }
 
 // create creates a container (its process waits for start); it is force
@@ -273,7 +274,20 @@ func (rt *runtime) create(t *testing.T, b *bundle) *container {
 	t.Helper()
 	c := &container{rt: rt, id: nettest.Unique("srct"), b: b}
 	t.Cleanup(func() { _ = rt.cmd("delete", "--force", c.id).Run() })
-	rt.run(t, "create", "--bundle", b.dir, c.id)
+	// The container inherits create's stdio: give it a file, not a pipe
+	// the test would wait on until the container exits.
+	out, err := os.Create(filepath.Join(t.TempDir(), "create.out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	c.output = out.Name()
+	cmd := rt.cmd("create", "--bundle", b.dir, c.id)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Run(); err != nil {
+		msg, _ := os.ReadFile(out.Name())
+		t.Fatalf("%s create %s: %v\n%s", rt.name, c.id, err, msg)
+	}
 	c.pid = c.statePID(t)
 	return c
 }
@@ -308,9 +322,18 @@ func (c *container) start(t *testing.T) { t.Helper(); c.rt.run(t, "start", c.id)
 // it stopped.
 func (c *container) stop(t *testing.T) {
 	t.Helper()
-	c.rt.run(t, "kill", c.id, "KILL")
+	c.kill(t)
 	if nettest.WaitGone(20*time.Second, func() bool { return c.status(t) == "stopped" }) < 0 {
 		t.Fatalf("container %s did not stop", c.id)
+	}
+}
+
+// kill sends SIGKILL to the container's process, which must still run.
+func (c *container) kill(t *testing.T) {
+	t.Helper()
+	if out, err := c.rt.cmd("kill", c.id, "KILL").CombinedOutput(); err != nil {
+		msg, _ := os.ReadFile(c.output)
+		t.Fatalf("%s kill %s: %v: %s\ncontainer output: %s", c.rt.name, c.id, err, out, msg)
 	}
 }
 

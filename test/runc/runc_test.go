@@ -277,7 +277,6 @@ func TestRunc50Parallel(t *testing.T) {
 	}
 	for _, c := range cs {
 		c.waitStuckSender(t)
-		c.rt.run(t, "kill", c.id, "KILL")
 	}
 	for _, c := range cs {
 		c.stop(t)

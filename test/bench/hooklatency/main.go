@@ -1,0 +1,266 @@
+// Command hooklatency measures what the sockreap OCI hooks add to a
+// container's life: the latency of a runc run+delete cycle (`runc run
+// --keep` of a busybox `true`, then `runc delete`) with and without the
+// createRuntime and poststop hooks, interleaved in the same run, and prints
+// median and p95 of each and the difference. Target: under 10 ms added at
+// the median. Needs root, runc and busybox-static.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	n := flag.Int("n", 40, "cycles per variant (at least 30)")
+	warmup := flag.Int("warmup", 3, "unmeasured cycles per variant first")
+	hook := flag.String("hook", "bin/sockreap-hook", "sockreap-hook binary (built with go build when missing)")
+	runtime := flag.String("runtime", "runc", "OCI runtime")
+	asJSON := flag.Bool("json", false, "print the result as JSON")
+	flag.Parse()
+	if err := run(*n, *warmup, *hook, *runtime, *asJSON); err != nil {
+		fmt.Fprintf(os.Stderr, "hooklatency: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+type stats struct {
+	Cycles   int     `json:"cycles"`
+	MedianMS float64 `json:"median_ms"`
+	P95MS    float64 `json:"p95_ms"`
+	MinMS    float64 `json:"min_ms"`
+}
+
+type result struct {
+	Runtime          string  `json:"runtime"`
+	Without          stats   `json:"without_hooks"`
+	With             stats   `json:"with_hooks"`
+	AddedMedianMS    float64 `json:"added_median_ms"`
+	AddedP95MS       float64 `json:"added_p95_ms"`
+	CreateRuntimeMS  float64 `json:"hook_create_runtime_median_ms"` // as the hook logs it
+	PoststopMS       float64 `json:"hook_poststop_median_ms"`
+	TargetMedianMS   float64 `json:"target_added_median_ms"`
+	TargetMet        bool    `json:"target_met"`
+	PoststopDrained  int     `json:"poststop_drained"`
+	PoststopFailures int     `json:"poststop_failures"`
+}
+
+func run(n, warmup int, hook, runtime string, asJSON bool) error {
+	if n < 30 {
+		return fmt.Errorf("-n %d: at least 30 cycles per variant", n)
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("needs root (runc, network namespaces): run 'sudo make bench'")
+	}
+	rt, err := exec.LookPath(runtime)
+	if err != nil {
+		return fmt.Errorf("needs %s (apt-get install %s)", runtime, runtime)
+	}
+	tmp, err := os.MkdirTemp("", "sockreap-hooklatency-")
+	if err != nil {
+		return err
+	}
+	stateDir := filepath.Join(tmp, "state")
+	defer func() {
+		// The hooks made the pins directory a mount point; undo it.
+		_ = unix.Unmount(filepath.Join(stateDir, "pins"), unix.MNT_DETACH)
+		os.RemoveAll(tmp)
+	}()
+	hook, err = hookBinary(hook, tmp)
+	if err != nil {
+		return err
+	}
+	plain, err := makeBundle(filepath.Join(tmp, "plain"))
+	if err != nil {
+		return err
+	}
+	hooked, err := makeBundle(filepath.Join(tmp, "hooked"))
+	if err != nil {
+		return err
+	}
+	logFile := filepath.Join(tmp, "hook.log")
+	if out, err := exec.Command(hook, "configure", "runc", "--bundle", hooked, "--hook", hook,
+		"--state-dir", stateDir, "--log", logFile).CombinedOutput(); err != nil {
+		return fmt.Errorf("configure runc: %v: %s", err, out)
+	}
+
+	var without, with []time.Duration
+	for i := 0; i < warmup+n; i++ {
+		// Interleave, so that drift (CPU shared with other work) hits
+		// both variants alike.
+		a, err := cycle(rt, plain, fmt.Sprintf("srbench-p%d-%d", os.Getpid(), i))
+		if err != nil {
+			return err
+		}
+		b, err := cycle(rt, hooked, fmt.Sprintf("srbench-h%d-%d", os.Getpid(), i))
+		if err != nil {
+			return err
+		}
+		if i >= warmup {
+			without, with = append(without, a), append(with, b)
+		}
+	}
+	r := result{Runtime: runtime, Without: summarize(without), With: summarize(with), TargetMedianMS: 10}
+	r.AddedMedianMS = r.With.MedianMS - r.Without.MedianMS
+	r.AddedP95MS = r.With.P95MS - r.Without.P95MS
+	r.TargetMet = r.AddedMedianMS < r.TargetMedianMS
+	if err := hookDurations(logFile, &r); err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	fmt.Printf("%s run+delete cycle latency, %d cycles each (interleaved, %d warm-up)\n", runtime, n, warmup)
+	fmt.Printf("  %-16s median %7.2f ms   p95 %7.2f ms   min %7.2f ms\n", "without hooks", r.Without.MedianMS, r.Without.P95MS, r.Without.MinMS)
+	fmt.Printf("  %-16s median %7.2f ms   p95 %7.2f ms   min %7.2f ms\n", "with hooks", r.With.MedianMS, r.With.P95MS, r.With.MinMS)
+	fmt.Printf("  %-16s median %+7.2f ms   p95 %+7.2f ms\n", "added", r.AddedMedianMS, r.AddedP95MS)
+	fmt.Printf("  hook's own time (its log): createRuntime median %.2f ms, poststop median %.2f ms; %d poststops drained, %d failed\n",
+		r.CreateRuntimeMS, r.PoststopMS, r.PoststopDrained, r.PoststopFailures)
+	verdict := "met"
+	if !r.TargetMet {
+		verdict = "NOT met"
+	}
+	fmt.Printf("  target: under %.0f ms added at the median: %s\n", r.TargetMedianMS, verdict)
+	return nil
+}
+
+// cycle runs one container to completion and deletes it.
+func cycle(rt, bundle, id string) (time.Duration, error) {
+	start := time.Now()
+	if out, err := exec.Command(rt, "run", "--keep", "--bundle", bundle, id).CombinedOutput(); err != nil {
+		_ = exec.Command(rt, "delete", "--force", id).Run()
+		return 0, fmt.Errorf("%s run %s: %v: %s", rt, id, err, out)
+	}
+	if out, err := exec.Command(rt, "delete", id).CombinedOutput(); err != nil {
+		_ = exec.Command(rt, "delete", "--force", id).Run()
+		return 0, fmt.Errorf("%s delete %s: %v: %s", rt, id, err, out)
+	}
+	return time.Since(start), nil
+}
+
+func summarize(ds []time.Duration) stats {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	return stats{Cycles: len(s), MedianMS: ms(percentile(s, 50)), P95MS: ms(percentile(s, 95)), MinMS: ms(s[0])}
+}
+
+// percentile of sorted values, nearest rank.
+func percentile(sorted []time.Duration, p int) time.Duration {
+	rank := (p*len(sorted) + 99) / 100
+	if rank < 1 {
+		rank = 1
+	}
+	return sorted[rank-1]
+}
+
+func hookDurations(logFile string, r *result) error {
+	f, err := os.Open(logFile)
+	if err != nil {
+		return fmt.Errorf("hook log: %w", err)
+	}
+	defer f.Close()
+	var cr, ps []time.Duration
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var l struct {
+			Stage      string          `json:"stage"`
+			DurationMS float64         `json:"duration_ms"`
+			Error      string          `json:"error"`
+			Report     json.RawMessage `json:"report"`
+		}
+		if json.Unmarshal(sc.Bytes(), &l) != nil {
+			continue
+		}
+		d := time.Duration(l.DurationMS * float64(time.Millisecond))
+		switch l.Stage {
+		case "createRuntime":
+			cr = append(cr, d)
+		case "poststop":
+			ps = append(ps, d)
+			if l.Error != "" {
+				r.PoststopFailures++
+			} else if len(l.Report) > 0 {
+				r.PoststopDrained++
+			}
+		}
+	}
+	if len(cr) > 0 {
+		r.CreateRuntimeMS = summarize(cr).MedianMS
+	}
+	if len(ps) > 0 {
+		r.PoststopMS = summarize(ps).MedianMS
+	}
+	return sc.Err()
+}
+
+// hookBinary returns an absolute path of sockreap-hook, building it into
+// dir when path does not exist.
+func hookBinary(path, dir string) (string, error) {
+	if abs, err := filepath.Abs(path); err == nil {
+		if fi, err := os.Stat(abs); err == nil && !fi.IsDir() {
+			return abs, nil
+		}
+	}
+	out := filepath.Join(dir, "sockreap-hook")
+	if b, err := exec.Command("go", "build", "-o", out, "github.com/sockreap/sockreap/hook").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build sockreap-hook: %v: %s", err, b)
+	}
+	return out, nil
+}
+
+// makeBundle writes a bundle whose process is busybox `true`, in its own
+// network namespace (runc spec's default).
+func makeBundle(dir string) (string, error) {
+	bb := "/bin/busybox"
+	if p, err := exec.LookPath("busybox"); err == nil {
+		bb, _ = filepath.EvalSymlinks(p)
+	}
+	data, err := os.ReadFile(bb)
+	if err != nil {
+		return "", fmt.Errorf("needs a static busybox (apt-get install busybox-static): %w", err)
+	}
+	rootfs := filepath.Join(dir, "rootfs")
+	for _, d := range []string{"bin", "proc", "dev", "sys"} {
+		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
+			return "", err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "bin", "busybox"), data, 0o755); err != nil {
+		return "", err
+	}
+	if out, err := exec.Command("runc", "spec", "--bundle", dir).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("runc spec: %v: %s", err, out)
+	}
+	path := filepath.Join(dir, "config.json")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return "", err
+	}
+	proc := doc["process"].(map[string]any)
+	proc["terminal"] = false
+	proc["args"] = []string{"/bin/busybox", "true"}
+	if !strings.Contains(string(raw), `"network"`) {
+		return "", errors.New("runc spec gave no network namespace")
+	}
+	out, _ := json.MarshalIndent(doc, "", "\t")
+	return dir, os.WriteFile(path, out, 0o644)
+}
