@@ -74,6 +74,9 @@ func Main(args []string, env *Env) int {
 	}
 	c, ok := commands[name]
 	if !ok {
+		if code, handled := RunUnknownStage(env, name, args[1:]); handled {
+			return code
+		}
 		fmt.Fprintf(env.Stderr, "%s: unknown command or stage %q; run '%s --help' for the list\n", Prog, name, Prog)
 		return ExitUsage
 	}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
+	"github.com/sockreap/sockreap/internal/config"
 	"github.com/sockreap/sockreap/internal/netns"
 	"github.com/sockreap/sockreap/internal/reap"
 )
@@ -31,7 +33,7 @@ func runDrain(env *Env, c *Command, args []string) int {
 		force     = fs.Bool("force", false, "drain even though live processes run in the namespace")
 		orphans   = fs.String("orphans", string(reap.OrphansAuto), "orphan policy: auto (destroy only where the kernel frees them), destroy, spare")
 		protocols = fs.String("protocols", "tcp,udp", "protocols to drain: tcp, udp or tcp,udp")
-		stateDir  = fs.String("state-dir", DefaultStateDir(), "where the kernel probe result is cached")
+		stateDir  = fs.String("state-dir", defaultStateDir(), "where the kernel probe result is cached")
 		workers   = fs.Int("workers", 0, "parallel destroyers (0: one per CPU)")
 	)
 	t.register(fs)
@@ -89,6 +91,14 @@ func runDrain(env *Env, c *Command, args []string) int {
 		return ExitRemaining
 	}
 	return ExitOK
+}
+
+// defaultStateDir is the configured state directory: $SOCKREAP_STATE_DIR
+// or the built-in default.
+func defaultStateDir() string {
+	c := config.Default()
+	c.ApplyEnv(os.Getenv)
+	return c.StateDir
 }
 
 func parseProtocols(s string) (tcp, udp bool, err error) {

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -484,13 +483,8 @@ func drainChecked(ctx context.Context, s *settings, ns *netns.NS, rec *record) (
 		rec.action = fmt.Sprintf("skipped: %d live processes still in the namespace (shared with another container)", len(procs))
 		return false, nil
 	}
-	if empty, err := netnsLooksEmpty(ns); err == nil && empty {
-		rec.report = &reap.Report{Netns: ns.ID.String(), Left: []reap.Group{}}
-		rec.action = "drained (nothing there)"
-		return true, nil
-	}
 	opts := s.cfg.DrainOptions(0)
-	if caps, err := probeOnce(s.cfg.StateDir); err == nil {
+	if caps, err := reap.ProbeCached(s.cfg.StateDir); err == nil {
 		opts.Caps = caps
 	} else {
 		rec.warn("kernel probe: %v", err)
@@ -512,20 +506,3 @@ func drainChecked(ctx context.Context, s *settings, ns *netns.NS, rec *record) (
 	return true, nil
 }
 
-// probeOnce returns the kernel's capabilities from the probe cache in
-// stateDir, probing under a lock so that when many containers stop at once
-// after a boot only the first hook probes and the others read its result.
-func probeOnce(stateDir string) (*reap.Capabilities, error) {
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		return nil, fmt.Errorf("kernel probe: create %s: %w", stateDir, err)
-	}
-	f, err := os.OpenFile(filepath.Join(stateDir, "probe.lock"), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("kernel probe: %w", err)
-	}
-	defer f.Close()
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		return nil, fmt.Errorf("kernel probe: lock %s: %w", f.Name(), err)
-	}
-	return reap.ProbeCached(stateDir)
-}

@@ -319,3 +319,24 @@ func TestDrainLeavesHostAlone(t *testing.T) {
 		t.Fatalf("host socket error %v", unix.Errno(e))
 	}
 }
+
+func TestDrainEmptyNetnsSkipsDumps(t *testing.T) {
+	nettest.RequireRoot(t)
+	x := nettest.NewNetns(t)
+	rep, err := reap.Drain(context.Background(), x.NS, reap.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Passes != 0 || rep.Found != 0 || rep.Remaining != 0 {
+		t.Errorf("empty namespace: %+v, want no pass at all", rep)
+	}
+	// One bound UDP socket is enough to make it non-empty.
+	x.BindUDP(t, netip.MustParseAddrPort("127.0.0.1:9500"), netip.AddrPort{})
+	rep, err = reap.Drain(context.Background(), x.NS, reap.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Passes == 0 || rep.Found != 1 {
+		t.Errorf("namespace with a UDP socket: %+v, want it found", rep)
+	}
+}

@@ -357,14 +357,36 @@ type probeRecord struct {
 // were found on this kernel since this boot, and probes (and records them)
 // otherwise. Hooks use it so that only the first container stop after a boot
 // pays for the probe.
+//
+// Concurrent callers (many containers stopping at once after a boot) probe
+// one at a time under dir/probe.lock, so only the first one probes and the
+// others read its result.
 func ProbeCached(dir string) (*Capabilities, error) {
 	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	boot = bytes.TrimSpace(boot)
 	file := filepath.Join(dir, "probe.json")
-	if b, err := os.ReadFile(file); err == nil && len(boot) > 0 {
+	cached := func() *Capabilities {
+		b, err := os.ReadFile(file)
+		if err != nil || len(boot) == 0 {
+			return nil
+		}
 		var rec probeRecord
 		if json.Unmarshal(b, &rec) == nil && rec.BootID == string(boot) && rec.Caps != nil && rec.Caps.Kernel == kernelRelease() {
-			return rec.Caps, nil
+			return rec.Caps
+		}
+		return nil
+	}
+	if c := cached(); c != nil {
+		return c, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err == nil {
+		if f, err := os.OpenFile(filepath.Join(dir, "probe.lock"), os.O_RDWR|os.O_CREATE, 0o600); err == nil {
+			defer f.Close()
+			if unix.Flock(int(f.Fd()), unix.LOCK_EX) == nil {
+				if c := cached(); c != nil {
+					return c, nil
+				}
+			}
 		}
 	}
 	caps, err := Probe()
@@ -373,7 +395,7 @@ func ProbeCached(dir string) (*Capabilities, error) {
 	}
 	if len(boot) > 0 {
 		b, _ := json.Marshal(probeRecord{BootID: string(boot), Caps: caps})
-		if os.MkdirAll(dir, 0o700) == nil {
+		{
 			tmp, err := os.CreateTemp(dir, ".probe-*")
 			if err == nil {
 				_, werr := tmp.Write(b)

@@ -76,7 +76,7 @@ func TestReadmeCommands(t *testing.T) {
 			args[i] = strings.ReplaceAll(a, "/var/run/netns/NAME", x.Path)
 		}
 		cmd := exec.Command(bin, args...)
-		cmd.Env = append(os.Environ(), "SOCKREAP_STATE_DIR="+t.TempDir(), "SOCKREAP_LOG_FILE="+filepath.Join(t.TempDir(), "hook.log"))
+		cmd.Env = append(os.Environ(), "SOCKREAP_STATE_DIR="+t.TempDir(), "SOCKREAP_LOG="+filepath.Join(t.TempDir(), "hook.log"))
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Errorf("README command %q: %v\n%s", line, err, out)

@@ -1,4 +1,4 @@
-package cli
+package reap
 
 import (
 	"bufio"
@@ -10,14 +10,14 @@ import (
 	"github.com/sockreap/sockreap/internal/netns"
 )
 
-// netnsLooksEmpty reads the namespace's own socket counters
+// looksEmpty reads the namespace's own socket counters
 // (/proc/net/sockstat and sockstat6 as seen from inside it) and reports
 // whether it holds no TCP or UDP socket at all: nothing hashed (listeners,
 // connections, orphans and kernel sockets alike) and no TIME_WAIT. A dump
 // walks the kernel's whole connection hash table, shared by every
 // namespace, which costs ~10 ms per family on a large host; most containers
 // stop with nothing left, and this check costs microseconds.
-func netnsLooksEmpty(ns *netns.NS) (bool, error) {
+func looksEmpty(ns *netns.NS) (bool, error) {
 	var total int
 	err := ns.Do(func() error {
 		for _, f := range []string{"/proc/thread-self/net/sockstat", "/proc/thread-self/net/sockstat6"} {
