@@ -14,7 +14,7 @@ all: build
 
 build:
 	$(GOBUILD) -o bin/sockreap-hook ./hook
-	@if [ -d shim ]; then $(GOBUILD) -o bin/sockreap-shim ./shim; fi
+	$(GOBUILD) -o bin/sockreap-shim ./shim
 
 # Installs the packages the tests need (root on Debian/Ubuntu), then runs
 # every test, integration tests against the real kernel and runtimes included.
@@ -31,8 +31,11 @@ lint:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./internal/sockdiag
 
+# Drain speed against ss -K and no drainer, then the hooks' added latency
+# on runc run+delete cycles; see docs/bench.md.
 bench: deps build
 	$(GO) run ./test/bench
+	$(GO) run ./test/bench/hooklatency -hook bin/sockreap-hook
 
 demo: deps build
 	@scripts/demo.sh
@@ -60,7 +63,7 @@ install: build
 		sed 's|/usr/local/bin/|$(BINDIR)/|g' $$f > $(DESTDIR)$(HOOKSDIR)/$$(basename $$f); \
 		chmod 0644 $(DESTDIR)$(HOOKSDIR)/$$(basename $$f); echo "installed $(DESTDIR)$(HOOKSDIR)/$$(basename $$f)"; done
 	@echo "next: systemctl daemon-reload && systemctl enable --now $(notdir $(filter %.timer,$(UNITS)))"
-	@echo "      then configure your engine: $(BINDIR)/sockreap-hook configure docker|containerd|crio (see docs/engines.md)"
+	@echo "      then configure your engine: $(BINDIR)/sockreap-hook configure docker|containerd|crio (see README.md)"
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/sockreap-hook $(DESTDIR)$(BINDIR)/sockreap-shim

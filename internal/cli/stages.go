@@ -505,4 +505,3 @@ func drainChecked(ctx context.Context, s *settings, ns *netns.NS, rec *record) (
 	}
 	return true, nil
 }
-
