@@ -14,8 +14,10 @@
 # creates (namespaces, veths, processes, a temp dir) is removed on any exit.
 # Addresses are from 192.0.2.0/24; no traffic leaves the machine.
 #
-# Later steps (runc containers with the sockreap hooks) plug in as further
-# case_* functions called from main at the bottom.
+#   4. a runc container whose process leaves the same orphan: after
+#      `runc delete` its namespace lingers;
+#   5. the same container with the sockreap hooks (configure runc): the
+#      poststop hook drains the namespace and it is gone at delete.
 set -euo pipefail
 export LC_ALL=C
 
@@ -26,6 +28,7 @@ PORT=8080
 ID=$$
 
 WORK=""
+CONTAINERS=() # runc containers not yet deleted
 NAMESPACES=() # created and not yet deleted
 PIDS=()       # background processes we started
 
@@ -54,6 +57,9 @@ secs_since() {
 cleanup() {
 	local rc=$?
 	set +e
+	for c in "${CONTAINERS[@]}"; do
+		runc delete --force "$c" >/dev/null 2>&1
+	done
 	for pid in "${PIDS[@]}"; do
 		kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
 	done
@@ -63,7 +69,12 @@ cleanup() {
 		ip netns exec "$ns" ss -K -t -a >/dev/null 2>&1
 		ip netns del "$ns" 2>/dev/null
 	done
-	[ -n "$WORK" ] && rm -rf "$WORK"
+	if [ -n "$WORK" ]; then
+		# The hooks make their pins directory a mount point, as ip netns
+		# does for /run/netns.
+		umount "$WORK/state/pins" 2>/dev/null
+		rm -rf "$WORK"
+	fi
 	exit "$rc"
 }
 trap cleanup EXIT
@@ -79,13 +90,13 @@ forget_ns() { # the namespace's name is deleted; stop tracking it
 
 prereqs() {
 	[ "$(id -u)" = 0 ] || fail "needs root (network namespaces): sudo make demo"
-	for tool in ip ss sysctl go; do
+	for tool in ip ss sysctl go nsenter; do
 		command -v "$tool" >/dev/null || fail "$tool not found (make deps installs iproute2 and procps)"
 	done
 	[ -x "$HOOK" ] || fail "$HOOK not found: run make build"
 	"$HOOK" drain --help >/dev/null 2>&1 || fail "$HOOK has no working drain command"
 	WORK=$(mktemp -d /tmp/sockreap-demo.XXXXXX)
-	go build -o "$WORK/demo" ./test/demo || fail "building the socket helper ./test/demo failed"
+	CGO_ENABLED=0 go build -o "$WORK/demo" ./test/demo || fail "building the socket helper ./test/demo failed"
 }
 
 # --- the stuck connection -------------------------------------------------------
@@ -111,13 +122,9 @@ make_stuck_connection() {
 
 	ip netns exec "$B" "$WORK/demo" peer "$ADDR_B:$PORT" >"$WORK/peer$n.log" 2>&1 &
 	PIDS+=($!)
-	local i
-	for i in $(seq 100); do
-		grep -q listening "$WORK/peer$n.log" && break
-		sleep 0.05
-	done
-	grep -q listening "$WORK/peer$n.log" || fail "the peer in $B did not start: $(cat "$WORK/peer$n.log")"
+	wait_listening "$WORK/peer$n.log" "$B"
 	show <"$WORK/peer$n.log"
+	local i
 
 	ip netns exec "$A" "$WORK/demo" client "$ADDR_B:$PORT" | show ||
 		fail "the client in $A failed"
@@ -193,6 +200,114 @@ case_with_sockreap() {
 	FREE_RESULT="drain ${drain_s} s, namespace gone ${t} s after ip netns del"
 }
 
+# --- steps 4 and 5: real runc containers ------------------------------------------
+
+# run_container N HOOKS: a runc container (busybox rootfs, the demo client
+# as its process) whose fresh netns is wired to a non-reading peer in netns
+# B; the client fills the window and exits, the container stops with an
+# orphan in its netns. With HOOKS=yes the bundle gets the sockreap hooks
+# (configure runc). Sets CTR, B, LINK_B, BUNDLE.
+run_container() {
+	local n=$1 hooks=$2
+	CTR="srdemo${ID}-c${n}" B="srdemo${ID}-${n}b" BUNDLE="$WORK/bundle$n"
+	LINK_B="srd${ID}${n}b"
+	local link_c="srd${ID}${n}c"
+	ADDR_A="192.0.2.$((4 * n + 1))" ADDR_B="192.0.2.$((4 * n + 2))"
+
+	mkdir -p "$BUNDLE"/rootfs/{bin,proc,dev,sys,tmp}
+	cp /bin/busybox "$BUNDLE/rootfs/bin/busybox"
+	ln -s busybox "$BUNDLE/rootfs/bin/sh"
+	cp "$WORK/demo" "$BUNDLE/rootfs/bin/demo"
+	runc spec --bundle "$BUNDLE"
+	"$WORK/demo" spec "$BUNDLE/config.json" /bin/demo client "$ADDR_B:$PORT"
+	if [ "$hooks" = yes ]; then
+		say "\$ sockreap-hook configure runc --bundle $BUNDLE"
+		"$HOOK" configure runc --bundle "$BUNDLE" --state-dir "$WORK/state" --log "$WORK/hook.log" | show
+	fi
+
+	ip netns add "$B" && NAMESPACES+=("$B")
+	ip -n "$B" link set lo up
+
+	runc create --bundle "$BUNDLE" "$CTR" </dev/null >"$WORK/ctr$n.log" 2>&1 ||
+		fail "runc create $CTR failed: $(cat "$WORK/ctr$n.log")"
+	CONTAINERS+=("$CTR")
+	local pid
+	pid=$(runc state "$CTR" | sed -n 's/.*"pid": *\([0-9]*\).*/\1/p')
+	ip -n "$B" link add "$LINK_B" type veth peer name "$link_c" netns "$pid"
+	ip -n "$B" addr add "$ADDR_B/30" dev "$LINK_B"
+	ip -n "$B" link set "$LINK_B" up
+	nsenter --net="/proc/$pid/ns/net" ip addr add "$ADDR_A/30" dev "$link_c"
+	nsenter --net="/proc/$pid/ns/net" ip link set "$link_c" up
+	nsenter --net="/proc/$pid/ns/net" ip link set lo up
+	ip netns exec "$B" "$WORK/demo" peer "$ADDR_B:$PORT" >"$WORK/peer$n.log" 2>&1 &
+	PIDS+=($!)
+	wait_listening "$WORK/peer$n.log" "$B"
+	say "container $CTR (netns of pid $pid, $ADDR_A) <-- veth --> netns $B ($ADDR_B, a peer that never reads)"
+	runc start "$CTR"
+	local i
+	for i in $(seq 200); do
+		[ "$(runc state "$CTR" | sed -n 's/.*"status": *"\([a-z]*\)".*/\1/p')" = stopped ] && break
+		sleep 0.05
+	done
+	show <"$WORK/ctr$n.log"
+	say "the container's process has exited; runc state says: $(runc state "$CTR" | sed -n 's/.*"status": *"\([a-z]*\)".*/\1/p')"
+}
+
+RUNC_WITHOUT="" RUNC_WITH=""
+case_runc_without_hooks() {
+	step "4. A runc container without the hooks"
+	run_container 3 no
+	local t0 t
+	t0=$(now_us)
+	runc delete "$CTR" && forget_container "$CTR"
+	say "runc delete $CTR returned after $(secs_since "$t0") s"
+	if t=$(wait_link_gone "$B" "$LINK_B" "$LINGER_WAIT"); then
+		fail "the container's netns died ${t} s after runc delete without sockreap: the story does not hold"
+	fi
+	say "after ${LINGER_WAIT} s the deleted container's namespace is still alive ($LINK_B is still in $B):"
+	ip -n "$B" -br link show "$LINK_B" | show
+	RUNC_WITHOUT="netns still alive ${LINGER_WAIT} s after runc delete"
+	say "Cleaning up: the peer in $B resets the connection..."
+	ip netns exec "$B" ss -K -t dst "$ADDR_A" >/dev/null
+	wait_link_gone "$B" "$LINK_B" "$FREE_WAIT" >/dev/null || fail "the namespace stayed after the peer's RST"
+}
+
+case_runc_with_hooks() {
+	step "5. A runc container with the sockreap hooks"
+	run_container 4 yes
+	say "sockreap-hook pins --state-dir $WORK/state:"
+	"$HOOK" pins --state-dir "$WORK/state" | show
+	local t0 t del_s
+	t0=$(now_us)
+	runc delete "$CTR" && forget_container "$CTR"
+	del_s=$(secs_since "$t0")
+	say "runc delete $CTR returned after ${del_s} s (the poststop hook drained the namespace)"
+	if t=$(wait_link_gone "$B" "$LINK_B" "$FREE_WAIT"); then
+		say "the container's namespace was gone ${t} s after runc delete returned ($LINK_B left $B)"
+	else
+		fail "the container's netns is still alive ${FREE_WAIT} s after runc delete with the hooks; log: $(tail -n 2 "$WORK/hook.log")"
+	fi
+	say "the hook's log line for poststop:"
+	grep '"stage":"poststop"' "$WORK/hook.log" | tail -n 1 | show
+	RUNC_WITH="runc delete ${del_s} s, netns gone ${t} s after it"
+}
+
+forget_container() {
+	local keep=() c
+	for c in "${CONTAINERS[@]}"; do [ "$c" = "$1" ] || keep+=("$c"); done
+	CONTAINERS=("${keep[@]}")
+}
+
+# wait_listening LOG NS: waits until the peer whose output goes to LOG listens.
+wait_listening() {
+	local i
+	for i in $(seq 100); do
+		grep -q listening "$1" && return 0
+		sleep 0.05
+	done
+	fail "the peer in $2 did not start: $(cat "$1")"
+}
+
 # wait_link_gone NS LINK SECS: prints the seconds until LINK left NS; fails
 # after SECS.
 wait_link_gone() {
@@ -217,9 +332,19 @@ main() {
 	say "send its data nor its FIN: it stays in FIN-WAIT-1, and so does its namespace."
 	case_without_sockreap
 	case_with_sockreap
+	if command -v runc >/dev/null; then
+		case_runc_without_hooks
+		case_runc_with_hooks
+	else
+		say "runc not found (apt-get install runc): skipping the container steps"
+	fi
 	step "Result"
-	say "without sockreap: $LINGER_RESULT"
-	say "with sockreap:    $FREE_RESULT"
+	say "plain netns, without sockreap: $LINGER_RESULT"
+	say "plain netns, with sockreap:    $FREE_RESULT"
+	if [ -n "$RUNC_WITH" ]; then
+		say "runc container, without hooks: $RUNC_WITHOUT"
+		say "runc container, with hooks:    $RUNC_WITH"
+	fi
 }
 
 main "$@"

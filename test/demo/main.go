@@ -7,12 +7,15 @@
 //	demo client ADDR:PORT   connect, write until the peer's window is
 //	                        closed, then exit with the data still unsent,
 //	                        which leaves an orphan in FIN-WAIT-1
+//	demo spec CONFIG ARG... set the process of a `runc spec` config.json:
+//	                        these arguments, no terminal
 //
 // Only the script's own namespaces are used; addresses come from
 // 192.0.2.0/24 or 2001:db8::/32.
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -24,6 +27,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) >= 4 && os.Args[1] == "spec" {
+		if err := spec(os.Args[2], os.Args[3:]); err != nil {
+			fmt.Fprintf(os.Stderr, "demo spec: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) != 3 {
 		usage()
 	}
@@ -47,7 +57,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: demo (peer|client) ADDR:PORT")
+	fmt.Fprintln(os.Stderr, "usage: demo (peer|client) ADDR:PORT | demo spec CONFIG.JSON ARG...")
 	os.Exit(2)
 }
 
@@ -136,4 +146,28 @@ func sockaddr(ap netip.AddrPort) unix.Sockaddr {
 		return &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}
 	}
 	return &unix.SockaddrInet6{Addr: ap.Addr().As16(), Port: int(ap.Port())}
+}
+
+// spec points the process of the config.json at path to args, without a
+// terminal, keeping every other field.
+func spec(path string, args []string) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	proc, ok := doc["process"].(map[string]any)
+	if !ok {
+		return fmt.Errorf("%s has no process object", path)
+	}
+	proc["terminal"] = false
+	proc["args"] = args
+	out, err := json.MarshalIndent(doc, "", "\t")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, out, 0o644)
 }

@@ -91,3 +91,31 @@ func TestReadmeCommands(t *testing.T) {
 		t.Errorf("README's drain left sockets:\n%s", strings.Join(ss, "\n"))
 	}
 }
+
+// TestDemo runs `make demo`'s script: it exits non-zero unless an orphan
+// keeps a plain namespace and a runc container's namespace alive without
+// sockreap, and both go at once with it.
+func TestDemo(t *testing.T) {
+	nettest.RequireRoot(t)
+	for _, tool := range []string{"runc", "busybox", "nsenter"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed (make deps)", tool)
+		}
+	}
+	bin := filepath.Join(t.TempDir(), "sockreap-hook")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../hook").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	cmd := exec.Command("scripts/demo.sh")
+	cmd.Dir = "../.."
+	cmd.Env = append(os.Environ(), "HOOK="+bin, "LINGER_WAIT=3")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("make demo: %v\n%s", err, out)
+	}
+	for _, want := range []string{"still alive after 3 s", "runc container, with hooks:", "namespace died"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+}
