@@ -1,9 +1,12 @@
 package cli
 
 import (
+	"flag"
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/sockreap/sockreap/internal/engine"
 )
 
 // ConfigureTarget is one target of "sockreap-hook configure": runc, docker,
@@ -62,4 +65,30 @@ func runConfigure(env *Env, args []string) int {
 	}
 	c := &Command{Name: "configure " + t.Name, Summary: t.Summary, Usage: "configure " + t.Usage}
 	return t.Run(env, c, args[1:])
+}
+
+// parseEngineFile parses an engine target's arguments and reads the file it
+// edits: no stray argument, check (if any) passes, the shim is executable
+// unless --dry-run, and the file reads. done is true, with the exit code,
+// when the command must stop.
+func parseEngineFile(env *Env, c *Command, fs *flag.FlagSet, args []string, file, shim *string, dryRun *bool, check func() error) (old []byte, exists bool, code int, done bool) {
+	if code, done := Parse(env, fs, args); done {
+		return nil, false, code, true
+	}
+	if fs.NArg() > 0 {
+		return nil, false, Usagef(env, c.Name, "unexpected argument %q", fs.Arg(0)), true
+	}
+	if check != nil {
+		if err := check(); err != nil {
+			return nil, false, Usagef(env, c.Name, "%v", err), true
+		}
+	}
+	if err := engine.Executable(*shim, "--shim"); err != nil && !*dryRun {
+		return nil, false, Usagef(env, c.Name, "%v", err), true
+	}
+	old, exists, err := engine.ReadFile(*file)
+	if err != nil {
+		return nil, false, Usagef(env, c.Name, "%v", err), true
+	}
+	return old, exists, 0, false
 }

@@ -23,21 +23,14 @@ func runConfigureContainerd(env *Env, c *Command, args []string) int {
 	version := fs.Int("config-version", 0, "schema for a new file: 2 (containerd 1.x) or 3 (2.x); default: ask the installed containerd")
 	dryRun := fs.Bool("dry-run", false, "print the new config.toml, write nothing")
 	reload := fs.Bool("reload", false, "containerd cannot reload its config: prints the restart command")
-	if code, done := Parse(env, fs, args); done {
+	old, exists, code, done := parseEngineFile(env, c, fs, args, config, shim, dryRun, func() error {
+		if *version != 0 && *version != 2 && *version != 3 {
+			return fmt.Errorf("--config-version must be 2 or 3, got %d", *version)
+		}
+		return nil
+	})
+	if done {
 		return code
-	}
-	if fs.NArg() > 0 {
-		return Usagef(env, c.Name, "unexpected argument %q", fs.Arg(0))
-	}
-	if *version != 0 && *version != 2 && *version != 3 {
-		return Usagef(env, c.Name, "--config-version must be 2 or 3, got %d", *version)
-	}
-	if err := engine.Executable(*shim, "--shim"); err != nil && !*dryRun {
-		return Usagef(env, c.Name, "%v", err)
-	}
-	old, exists, err := engine.ReadFile(*config)
-	if err != nil {
-		return Usagef(env, c.Name, "%v", err)
 	}
 	e, err := engine.Containerd(*config, old, exists, engine.ContainerdOptions{ShimPath: *shim, SetDefault: *setDefault, Version: *version})
 	if err != nil {

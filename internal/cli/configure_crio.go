@@ -22,18 +22,9 @@ func runConfigureCRIO(env *Env, c *Command, args []string) int {
 	setDefault := fs.Bool("set-default", false, "also make sockreap CRI-O's default_runtime")
 	dryRun := fs.Bool("dry-run", false, "print the drop-in, write nothing")
 	reload := fs.Bool("reload", false, "prints how to make CRI-O pick the drop-in up")
-	if code, done := Parse(env, fs, args); done {
+	old, exists, code, done := parseEngineFile(env, c, fs, args, file, shim, dryRun, nil)
+	if done {
 		return code
-	}
-	if fs.NArg() > 0 {
-		return Usagef(env, c.Name, "unexpected argument %q", fs.Arg(0))
-	}
-	if err := engine.Executable(*shim, "--shim"); err != nil && !*dryRun {
-		return Usagef(env, c.Name, "%v", err)
-	}
-	old, exists, err := engine.ReadFile(*file)
-	if err != nil {
-		return Usagef(env, c.Name, "%v", err)
 	}
 	e := engine.CRIO(*file, old, exists, engine.CRIOOptions{ShimPath: *shim, SetDefault: *setDefault})
 	changed, err := engine.Commit(env.Stdout, []*engine.Edit{e}, *dryRun)

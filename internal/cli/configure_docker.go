@@ -24,18 +24,9 @@ func runConfigureDocker(env *Env, c *Command, args []string) int {
 	dryRun := fs.Bool("dry-run", false, "print the new daemon.json, write nothing")
 	reload := fs.Bool("reload", false, "send SIGHUP to dockerd so it reloads its runtimes")
 	pidfile := fs.String("pidfile", "/var/run/docker.pid", "dockerd's pid `file` (its --pidfile) for --reload")
-	if code, done := Parse(env, fs, args); done {
+	old, exists, code, done := parseEngineFile(env, c, fs, args, config, shim, dryRun, nil)
+	if done {
 		return code
-	}
-	if fs.NArg() > 0 {
-		return Usagef(env, c.Name, "unexpected argument %q", fs.Arg(0))
-	}
-	if err := engine.Executable(*shim, "--shim"); err != nil && !*dryRun {
-		return Usagef(env, c.Name, "%v", err)
-	}
-	old, exists, err := engine.ReadFile(*config)
-	if err != nil {
-		return Usagef(env, c.Name, "%v", err)
 	}
 	e, err := engine.Docker(*config, old, exists, engine.DockerOptions{ShimPath: *shim, SetDefault: *setDefault})
 	if err != nil {

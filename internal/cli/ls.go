@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"text/tabwriter"
+	"time"
 
 	"github.com/sockreap/sockreap/internal/netns"
 	"github.com/sockreap/sockreap/internal/reap"
@@ -64,7 +65,7 @@ func runLs(env *Env, c *Command, args []string) int {
 			want[socks[i].Inode] = true
 		}
 	}
-	held := netns.SocketHolders(want, nil)
+	held := netns.SocketHolders(want, nil, time.Time{})
 	entries := make([]lsEntry, 0, len(socks))
 	for i := range socks {
 		s := &socks[i]

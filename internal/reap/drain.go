@@ -35,6 +35,7 @@ func Drain(ctx context.Context, ns *netns.NS, opts Options) (*Report, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	d.deadline, _ = ctx.Deadline()
 	defer func() { d.rep.DurationUS = time.Since(start).Microseconds() }()
 
 	d.caps = opts.Caps
@@ -119,6 +120,7 @@ type drainer struct {
 	rep            *Report
 	shortened      bool // orphan lifetime sysctls written
 	maxWorkers     int
+	deadline       time.Time
 	conns          []*sockdiag.Conn // conns[0] dumps, the others destroy; opened on demand
 
 	mu sync.Mutex // guards rep counters updated by workers
@@ -203,7 +205,7 @@ func (d *drainer) finish(p *pass) {
 	// Workers add what they failed to destroy to the kept set.
 	d.rep.Remaining = p.kept.total
 	d.rep.Bound = p.kept.bound
-	d.rep.Left = p.kept.groups(d.ns.ID)
+	d.rep.Left = p.kept.groups(d.ns.ID, d.deadline)
 }
 
 // count dumps every table once and records what is left. A socket closed

@@ -1,6 +1,8 @@
 package reap
 
 import (
+	"time"
+
 	"github.com/sockreap/sockreap/internal/netns"
 	"github.com/sockreap/sockreap/internal/sockdiag"
 )
@@ -59,29 +61,34 @@ func (k *keptSet) group(s *sockdiag.Socket) {
 }
 
 // groups resolves the owners of inode-bearing sockets and returns the
-// groups. Only the processes inside the namespace are scanned: on a busy
-// host a scan of every process would cost more than the drain, and a
-// socket of a dead container's namespace held by a process elsewhere is
-// rare (passed descriptors). So "kernel" means: no process in the
-// namespace holds it.
-func (k *keptSet) groups(id netns.ID) []Group {
+// groups. The processes inside the namespace are scanned first (they hold
+// almost every such socket), then, for what is still unresolved, every
+// other process until the deadline: a descriptor may have been passed to a
+// process elsewhere. What no process holds is the kernel's; what the
+// deadline left unscanned is counted as the kernel's too.
+func (k *keptSet) groups(id netns.ID, deadline time.Time) []Group {
 	if k.counts == nil {
 		return []Group{}
 	}
 	if len(k.inodes) > 0 {
-		var pids []int
-		if procs, _, err := netns.Procs(id); err == nil {
-			for _, p := range procs {
-				pids = append(pids, p.PID)
-			}
-		}
 		want := make(map[uint32]bool, len(k.inodes))
 		for ino := range k.inodes {
 			want[ino] = true
 		}
-		held := map[uint32]netns.Proc{}
-		if len(pids) > 0 {
-			held = netns.SocketHolders(want, pids)
+		var inside []int
+		if procs, _, err := netns.Procs(id); err == nil {
+			for _, p := range procs {
+				inside = append(inside, p.PID)
+			}
+		}
+		held := netns.SocketHolders(want, inside, deadline)
+		if len(held) < len(want) {
+			for ino := range held {
+				delete(want, ino)
+			}
+			for ino, p := range netns.SocketHolders(want, nil, deadline) {
+				held[ino] = p
+			}
 		}
 		for ino, key := range k.inodes {
 			key.owner = OwnerKernel

@@ -76,23 +76,7 @@ func (c *containerd) start(t *testing.T) {
 	// The shim reads its config from the environment containerd hands
 	// down to containerd-shim-runc-v2 and the runtime.
 	c.cmd.Env = append(os.Environ(), "SOCKREAP_SHIM_CONFIG="+c.hooks.shimConfig)
-	log, err := os.Create(filepath.Join(c.dir, "containerd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.cmd.Stdout, c.cmd.Stderr = log, log
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := c.cmd.Start(); err != nil {
-		t.Fatalf("start containerd: %v", err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for exec.Command("ctr", "-a", c.sock, "version").Run() != nil {
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(log.Name())
-			t.Fatalf("containerd did not come up:\n%s", tail(b, 30))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	startDaemon(t, c.cmd, filepath.Join(c.dir, "containerd.log"), 30*time.Second, exec.Command("ctr", "-a", c.sock, "version"))
 }
 
 func (c *containerd) ctr(t *testing.T, args ...string) string {

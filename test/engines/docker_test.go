@@ -51,23 +51,7 @@ func startDockerd(t *testing.T, daemonJSON map[string]any) *dockerd {
 	d.cmd = exec.Command("dockerd", "--config-file", d.config, "--data-root", filepath.Join(dir, "data"),
 		"--exec-root", d.execRoot, "--pidfile", d.pidfile, "-H", d.host,
 		"--bridge=none", "--iptables=false", "--ip6tables=false", "--userland-proxy=false")
-	log, err := os.Create(filepath.Join(dir, "dockerd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.cmd.Stdout, d.cmd.Stderr = log, log
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := d.cmd.Start(); err != nil {
-		t.Fatalf("start dockerd: %v", err)
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for exec.Command("docker", "-H", d.host, "version").Run() != nil {
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(log.Name())
-			t.Fatalf("dockerd did not come up:\n%s", tail(b, 30))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	startDaemon(t, d.cmd, filepath.Join(dir, "dockerd.log"), 60*time.Second, exec.Command("docker", "-H", d.host, "version"))
 	return d
 }
 

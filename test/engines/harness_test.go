@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -321,4 +322,31 @@ func removeNewEmptyDirs(t *testing.T, dirs ...string) {
 			_ = os.Remove(dirs[i]) // fails, harmlessly, unless empty
 		}
 	})
+}
+
+// startDaemon starts cmd with its output in logPath, to die with the test
+// binary, and waits up to timeout until the probe command succeeds.
+func startDaemon(t testing.TB, cmd *exec.Cmd, logPath string, timeout time.Duration, probe *exec.Cmd) {
+	t.Helper()
+	log, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", cmd.Path, err)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		p := exec.Command(probe.Path, probe.Args[1:]...)
+		if p.Run() == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(logPath)
+			t.Fatalf("%s did not come up within %s:\n%s", cmd.Path, timeout, tail(b, 30))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
