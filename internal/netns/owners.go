@@ -40,15 +40,18 @@ func scanFds(pid, from, to int, want map[uint32]bool, held map[uint32]Proc) {
 	if err != nil {
 		return
 	}
-	fds, _ := d.Readdirnames(-1)
+	// Read no more of the directory than needed: listing /proc/PID/fd
+	// costs a dentry per descriptor.
+	n := -1
+	if to >= 0 {
+		n = to
+	}
+	fds, _ := d.Readdirnames(n)
 	d.Close()
 	if from >= len(fds) {
 		return
 	}
 	fds = fds[from:]
-	if to >= 0 && to-from < len(fds) {
-		fds = fds[:to-from]
-	}
 	var comm string
 	for _, fd := range fds {
 		link, err := os.Readlink(dir + fd)

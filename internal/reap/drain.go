@@ -63,7 +63,7 @@ func Drain(ctx context.Context, ns *netns.NS, opts Options) (*Report, error) {
 
 	// Most containers stop with nothing left: the namespace's own socket
 	// counters say so without walking the shared hash tables.
-	if empty, err := looksEmpty(ns); err == nil && empty {
+	if n, err := socketsInUse(ns); err == nil && n == 0 {
 		d.rep.Left = []Group{}
 		return d.rep, nil
 	}
@@ -339,33 +339,39 @@ func (d *drainer) worker(ctx context.Context, c *sockdiag.Conn, openErr error, p
 		if c != nil {
 			err = c.Destroy(b, res)
 		}
-		d.mu.Lock()
-		if err != nil {
-			d.rep.addError(err)
-			for i := range b {
-				p.kept.add(&b[i])
-			}
-		} else {
-			for i, e := range res[:len(b)] {
-				switch {
-				case e == nil:
-					p.destroyed++
-					d.rep.Destroyed++
-				case errors.Is(e, sockdiag.ErrGone):
-					p.gone++
-					d.rep.AlreadyGone++
-				case errors.Is(e, sockdiag.ErrUnsupported):
-					p.unsupported++
-					d.rep.Unsupported++
-					p.kept.add(&b[i])
-				default:
-					d.rep.addError(e)
-					p.kept.add(&b[i])
-				}
-			}
-		}
-		d.mu.Unlock()
+		d.record(p, b, res, err)
 		free <- b[:0]
+	}
+}
+
+// record books the outcome of a destroyed batch into the pass and the
+// report. err is a transport failure: then nothing in b is known destroyed.
+func (d *drainer) record(p *pass, b []sockdiag.Socket, res []error, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err != nil {
+		d.rep.addError(err)
+		for i := range b {
+			p.kept.add(&b[i])
+		}
+		return
+	}
+	for i, e := range res[:len(b)] {
+		switch {
+		case e == nil:
+			p.destroyed++
+			d.rep.Destroyed++
+		case errors.Is(e, sockdiag.ErrGone):
+			p.gone++
+			d.rep.AlreadyGone++
+		case errors.Is(e, sockdiag.ErrUnsupported):
+			p.unsupported++
+			d.rep.Unsupported++
+			p.kept.add(&b[i])
+		default:
+			d.rep.addError(e)
+			p.kept.add(&b[i])
+		}
 	}
 }
 

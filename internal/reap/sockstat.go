@@ -10,14 +10,15 @@ import (
 	"github.com/sockreap/sockreap/internal/netns"
 )
 
-// looksEmpty reads the namespace's own socket counters
-// (/proc/net/sockstat and sockstat6 as seen from inside it) and reports
-// whether it holds no TCP or UDP socket at all: nothing hashed (listeners,
-// connections, orphans and kernel sockets alike) and no TIME_WAIT. A dump
+// socketsInUse reads the namespace's own socket counters
+// (/proc/net/sockstat and sockstat6 as seen from inside it) and returns
+// how many TCP and UDP sockets it holds: hashed ones (listeners,
+// connections, orphans and kernel sockets alike) and TIME_WAIT. Zero means
+// there is nothing to drain. A dump
 // walks the kernel's whole connection hash table, shared by every
 // namespace, which costs ~10 ms per family on a large host; most containers
 // stop with nothing left, and this check costs microseconds.
-func looksEmpty(ns *netns.NS) (bool, error) {
+func socketsInUse(ns *netns.NS) (int, error) {
 	var total int
 	err := ns.Do(func() error {
 		for _, f := range []string{"/proc/thread-self/net/sockstat", "/proc/thread-self/net/sockstat6"} {
@@ -29,7 +30,7 @@ func looksEmpty(ns *netns.NS) (bool, error) {
 		}
 		return nil
 	})
-	return err == nil && total == 0, err
+	return total, err
 }
 
 // sockstatInUse sums the TCP/UDP "inuse" and "tw" counters of a sockstat file.
