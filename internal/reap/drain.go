@@ -63,7 +63,8 @@ func Drain(ctx context.Context, ns *netns.NS, opts Options) (*Report, error) {
 
 	// Most containers stop with nothing left: the namespace's own socket
 	// counters say so without walking the shared hash tables.
-	if n, err := socketsInUse(ns); err == nil && n == 0 {
+	inUse, err := socketsInUse(ns)
+	if err == nil && inUse == 0 {
 		d.rep.Left = []Group{}
 		return d.rep, nil
 	}
@@ -81,6 +82,7 @@ func Drain(ctx context.Context, ns *netns.NS, opts Options) (*Report, error) {
 	}
 	d.ns = ns
 	d.maxWorkers = workers
+	d.split = inUse >= splitAbove
 	defer d.closeConns()
 	dumper, err := d.open()
 	if err != nil {
@@ -121,7 +123,10 @@ type drainer struct {
 	shortened      bool // orphan lifetime sysctls written
 	maxWorkers     int
 	deadline       time.Time
-	conns          []*sockdiag.Conn // conns[0] dumps, the others destroy; opened on demand
+	conns          []*sockdiag.Conn // every socket opened, to close at the end
+	workConns      []*sockdiag.Conn // destroyers', opened on demand
+	dumpConns      []*sockdiag.Conn // extra dumpers' of a split pass
+	split          bool             // many sockets: dump TCP tables in parts, in parallel
 
 	mu sync.Mutex // guards rep counters updated by workers
 }
@@ -160,6 +165,7 @@ func (d *drainer) run(ctx context.Context, dumper *sockdiag.Conn) (*Report, erro
 		d.rep.Passes++
 		if d.rep.Passes == 1 {
 			d.rep.Found = p.seen
+			d.split = false // what a later pass finds is little
 		}
 		last = p
 		if err != nil {
@@ -234,16 +240,59 @@ func (d *drainer) destroyWorks(protocol uint8) bool {
 	return d.caps.TCP
 }
 
+// splitAbove is the socket count (from the namespace's counters) from
+// which a pass dumps each TCP table in four parts on parallel dumpers: the
+// dump costs the kernel about as much per socket as the destroy, and a
+// single dumper would be the slowest stage.
+const splitAbove = 8192
+
+// dumpJob is one dump of a pass: a table, or a part of one.
+type dumpJob struct {
+	t        table
+	src, dst sockdiag.PortRange
+}
+
+// jobs lists the dumps of a pass. A split TCP table is cut by local and
+// remote port at the usual start of the ephemeral range: a connection has
+// one fixed port (a listener's, a server's) and one ephemeral port, so both
+// its accepting and its connecting ends fall in parts of their own.
+func (d *drainer) jobs() []dumpJob {
+	low, high := sockdiag.PortRange{Lo: 0, Hi: 32767}, sockdiag.PortRange{Lo: 32768, Hi: 65535}
+	var jobs []dumpJob
+	for _, t := range d.tables {
+		if d.split && t.protocol == unix.IPPROTO_TCP {
+			for _, src := range []sockdiag.PortRange{low, high} {
+				for _, dst := range []sockdiag.PortRange{low, high} {
+					jobs = append(jobs, dumpJob{t, src, dst})
+				}
+			}
+			continue
+		}
+		jobs = append(jobs, dumpJob{t, sockdiag.AllPorts, sockdiag.AllPorts})
+	}
+	return jobs
+}
+
 // pass runs one dump of every table, handing destroyable sockets to the
 // workers in batches as they stream in. Workers start with the batches:
 // a small namespace costs one worker, a large one all of them.
 func (d *drainer) pass(ctx context.Context, dumper *sockdiag.Conn) (*pass, error) {
 	p := &pass{}
+	jobs := d.jobs()
+	dumpers := 1
+	if d.split {
+		dumpers = min(runtime.NumCPU(), len(jobs))
+	}
+	queue := make(chan dumpJob, len(jobs))
+	for _, j := range jobs {
+		queue <- j
+	}
+	close(queue)
 	var (
 		work    = make(chan []sockdiag.Socket, d.maxWorkers)
-		free    = make(chan []sockdiag.Socket, 2*d.maxWorkers+1)
+		free    = make(chan []sockdiag.Socket, 2*d.maxWorkers+dumpers+1)
 		wg      sync.WaitGroup
-		batch   []sockdiag.Socket
+		mu      sync.Mutex // guards started
 		started int
 	)
 	for range cap(free) {
@@ -257,6 +306,7 @@ func (d *drainer) pass(ctx context.Context, dumper *sockdiag.Conn) (*pass, error
 		return b[:0]
 	}
 	send := func(b []sockdiag.Socket) {
+		mu.Lock()
 		if started < d.maxWorkers {
 			c, err := d.workerConn(started)
 			if err == nil || started == 0 {
@@ -268,23 +318,62 @@ func (d *drainer) pass(ctx context.Context, dumper *sockdiag.Conn) (*pass, error
 				}()
 			}
 		}
+		mu.Unlock()
 		work <- b
 	}
+	var (
+		dwg   sync.WaitGroup
+		derrs = make([]error, dumpers)
+	)
+	for i := range dumpers {
+		c := dumper
+		if i > 0 {
+			var err error
+			if c, err = d.dumpConn(i - 1); err != nil {
+				break // the dumpers already running take its share
+			}
+		}
+		dwg.Add(1)
+		go func() {
+			defer dwg.Done()
+			derrs[i] = d.dump(ctx, c, queue, p, next, send)
+		}()
+	}
+	dwg.Wait()
+	close(work)
+	wg.Wait()
+	if p.kept.orphans > 0 && !d.destroyOrphans && !d.opts.DryRun && !d.shortened {
+		d.shortenOrphans()
+	}
+	d.rep.Spared = p.kept.orphans
+	return p, errors.Join(derrs...)
+}
+
+// dump runs dump jobs from queue on c until it is empty, classifying each
+// socket and sending the destroyable ones to the workers in batches.
+func (d *drainer) dump(ctx context.Context, c *sockdiag.Conn, queue <-chan dumpJob, p *pass, next func() []sockdiag.Socket, send func([]sockdiag.Socket)) error {
+	var local pass // merged into p once, at the end
+	defer d.merge(p, &local)
+	var batch []sockdiag.Socket
 	if !d.opts.DryRun {
 		batch = next()
+		defer func() {
+			if len(batch) > 0 {
+				send(batch)
+			}
+		}()
 	}
-	var derr error
-	for _, t := range d.tables {
-		err := dumper.Dump(t.family, t.protocol, sockdiag.AllStates, func(s *sockdiag.Socket) error {
+	for j := range queue {
+		err := c.DumpPorts(j.t.family, j.t.protocol, sockdiag.AllStates, j.src, j.dst, func(s *sockdiag.Socket) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			p.seen++
+			local.seen++
 			if !d.destroyable(s) {
-				p.kept.add(s)
+				local.kept.add(s)
 				return nil
 			}
-			p.attempted++
+			local.attempted++
 			if d.opts.DryRun {
 				return nil
 			}
@@ -296,34 +385,49 @@ func (d *drainer) pass(ctx context.Context, dumper *sockdiag.Conn) (*pass, error
 			return nil
 		})
 		if errors.Is(err, sockdiag.ErrInterrupted) {
-			p.interrupted = true
+			local.interrupted = true
 			err = nil
 		}
 		if err != nil {
-			derr = err
-			break
+			return err
 		}
 	}
-	if !d.opts.DryRun {
-		if len(batch) > 0 {
-			send(batch)
-		}
-		close(work)
-		wg.Wait()
-	}
-	if p.kept.orphans > 0 && !d.destroyOrphans && !d.opts.DryRun && !d.shortened {
-		d.shortenOrphans()
-	}
-	d.rep.Spared = p.kept.orphans
-	return p, derr
+	return nil
+}
+
+// merge adds a dumper's counts to the pass.
+func (d *drainer) merge(p, local *pass) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p.seen += local.seen
+	p.attempted += local.attempted
+	p.interrupted = p.interrupted || local.interrupted
+	p.kept.merge(&local.kept)
 }
 
 // workerConn returns the sock_diag socket of worker i, opening it on first use.
 func (d *drainer) workerConn(i int) (*sockdiag.Conn, error) {
-	if i+1 < len(d.conns) {
-		return d.conns[i+1], nil
+	for len(d.workConns) <= i {
+		c, err := d.open()
+		if err != nil {
+			return nil, err
+		}
+		d.workConns = append(d.workConns, c)
 	}
-	return d.open()
+	return d.workConns[i], nil
+}
+
+// dumpConn returns the sock_diag socket of the extra dumper i, opening it
+// on first use.
+func (d *drainer) dumpConn(i int) (*sockdiag.Conn, error) {
+	for len(d.dumpConns) <= i {
+		c, err := d.open()
+		if err != nil {
+			return nil, err
+		}
+		d.dumpConns = append(d.dumpConns, c)
+	}
+	return d.dumpConns[i], nil
 }
 
 // worker destroys batches from work. With a nil conn (openErr says why)

@@ -340,3 +340,40 @@ func TestDrainEmptyNetnsSkipsDumps(t *testing.T) {
 		t.Errorf("namespace with a UDP socket: %+v, want it found", rep)
 	}
 }
+
+// TestDrainManySockets drains a namespace above the split threshold, where
+// TCP tables are dumped in parts by parallel dumpers: nothing may slip
+// through the parts.
+func TestDrainManySockets(t *testing.T) {
+	nettest.RequireRoot(t)
+	x := nettest.NewNetns(t)
+	x.Sysctl(t, "net.ipv4.ip_local_port_range", "1024 65000")
+	const conns = 4200 // 8400 sockets: above the split threshold, below the fd limit
+	var held []*nettest.Socket
+	for _, ap := range []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9600"), netip.MustParseAddrPort("[::1]:9600")} {
+		lst := x.Listen(t, ap, 4096, 0)
+		for range conns / 2 {
+			held = append(held, x.Dial(t, ap), nettest.Accept(t, lst))
+		}
+	}
+	before := stateCounts(t, x)
+	if before["tcp/ESTAB"] != 2*conns {
+		t.Fatalf("setup: %v", before)
+	}
+	rep, err := reap.Drain(context.Background(), x.NS, reap.Options{Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("found %d destroyed %d gone %d remaining %d bound %d passes %d in %d us",
+		rep.Found, rep.Destroyed, rep.AlreadyGone, rep.Remaining, rep.Bound, rep.Passes, rep.DurationUS)
+	left := stateCounts(t, x)
+	if left["tcp/ESTAB"] != 0 || left["tcp/LISTEN"] != 0 || rep.Remaining != 0 {
+		t.Errorf("left after drain: %v (report remaining %d)", left, rep.Remaining)
+	}
+	if rep.Destroyed < conns {
+		t.Errorf("destroyed %d, want at least one end of each of %d connections", rep.Destroyed, conns)
+	}
+	for _, s := range held {
+		s.Close()
+	}
+}

@@ -34,6 +34,30 @@ func (k *keptSet) addBound(s *sockdiag.Socket) {
 	k.group(s)
 }
 
+// merge adds o's counts to k.
+func (k *keptSet) merge(o *keptSet) {
+	k.total += o.total
+	k.orphans += o.orphans
+	k.bound += o.bound
+	if k.counts == nil {
+		k.counts = map[groupKey]int{}
+	}
+	for key, n := range o.counts {
+		k.counts[key] += n
+	}
+	for ino, key := range o.inodes {
+		if k.inodes == nil {
+			k.inodes = map[uint32]groupKey{}
+		}
+		if len(k.inodes) < maxTrackedInodes {
+			k.inodes[ino] = key
+		} else {
+			key.owner = OwnerProcess
+			k.counts[key]++
+		}
+	}
+}
+
 func (k *keptSet) group(s *sockdiag.Socket) {
 	if k.counts == nil {
 		k.counts = map[groupKey]int{}

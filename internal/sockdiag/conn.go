@@ -1,6 +1,7 @@
 package sockdiag
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -86,11 +87,30 @@ var ErrInterrupted = errors.New("sockdiag: dump interrupted by concurrent change
 // at a time. The Socket passed to fn is reused: copy it to keep it. An error
 // from fn stops the dump and is returned.
 func (c *Conn) Dump(family, protocol uint8, states uint32, fn func(*Socket) error) error {
+	return c.DumpPorts(family, protocol, states, AllPorts, AllPorts, fn)
+}
+
+// DumpPorts is Dump restricted, in the kernel, to sockets whose local port
+// is in src and remote port in dst. Disjoint ranges split a table into
+// parts that several Conns can dump in parallel.
+func (c *Conn) DumpPorts(family, protocol uint8, states uint32, src, dst PortRange, fn func(*Socket) error) error {
 	c.seq++
 	seq := c.seq
-	b := c.req[:sizeofNlmsg+sizeofReqV2]
+	var fbuf [4 * bcPortOpLen]byte
+	bc := portFilter(fbuf[:0], src, dst)
+	n := sizeofNlmsg + sizeofReqV2
+	if len(bc) > 0 {
+		n += unix.SizeofNlAttr + len(bc)
+	}
+	b := c.req[:n]
 	putNlmsg(b, len(b), unix.SOCK_DIAG_BY_FAMILY, unix.NLM_F_REQUEST|unix.NLM_F_DUMP, seq)
 	putReq(b[sizeofNlmsg:], family, protocol, states, nil)
+	if len(bc) > 0 {
+		a := b[sizeofNlmsg+sizeofReqV2:]
+		binary.NativeEndian.PutUint16(a[0:2], uint16(unix.SizeofNlAttr+len(bc)))
+		binary.NativeEndian.PutUint16(a[2:4], inetDiagReqBytecode)
+		copy(a[unix.SizeofNlAttr:], bc)
+	}
 	if err := unix.Sendto(c.fd, b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return fmt.Errorf("send %s dump request: %w", what(family, protocol), err)
 	}

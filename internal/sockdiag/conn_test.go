@@ -59,3 +59,55 @@ func TestDestroyBatchMatchesAnswers(t *testing.T) {
 		}
 	}
 }
+
+// TestDumpPortsFilters checks the kernel applies the port filter: disjoint
+// ranges partition the table exactly.
+func TestDumpPortsFilters(t *testing.T) {
+	nettest.RequireRoot(t)
+	x := nettest.NewNetns(t)
+	lst := x.Listen(t, netip.MustParseAddrPort("127.0.0.1:9410"), 16, 0)
+	for range 6 {
+		x.Dial(t, netip.MustParseAddrPort("127.0.0.1:9410"))
+		nettest.Accept(t, lst)
+	}
+	var c *sockdiag.Conn
+	if err := x.NS.Do(func() (err error) { c, err = sockdiag.Open(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	count := func(src, dst sockdiag.PortRange) int {
+		n := 0
+		err := c.DumpPorts(unix.AF_INET, unix.IPPROTO_TCP, sockdiag.AllStates, src, dst, func(s *sockdiag.Socket) error {
+			if s.ID.Src.Port() < src.Lo || s.ID.Src.Port() > src.Hi || s.ID.Dst.Port() < dst.Lo || s.ID.Dst.Port() > dst.Hi {
+				t.Errorf("filter %v/%v let %s through", src, dst, s)
+			}
+			n++
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	total := count(sockdiag.AllPorts, sockdiag.AllPorts)
+	if total != 13 {
+		t.Fatalf("unfiltered dump: %d sockets, want 13 (listener and 6 connections)", total)
+	}
+	if n := count(sockdiag.PortRange{Lo: 9410, Hi: 9410}, sockdiag.AllPorts); n != 7 {
+		t.Errorf("local port 9410: %d sockets, want 7 (listener and 6 accepted)", n)
+	}
+	if n := count(sockdiag.AllPorts, sockdiag.PortRange{Lo: 9410, Hi: 9410}); n != 6 {
+		t.Errorf("remote port 9410: %d sockets, want the 6 clients", n)
+	}
+	// Quadrants cover everything exactly once.
+	lo, hi := sockdiag.PortRange{Lo: 0, Hi: 32767}, sockdiag.PortRange{Lo: 32768, Hi: 65535}
+	sum := 0
+	for _, s := range []sockdiag.PortRange{lo, hi} {
+		for _, d := range []sockdiag.PortRange{lo, hi} {
+			sum += count(s, d)
+		}
+	}
+	if sum != total {
+		t.Errorf("quadrants hold %d sockets, the table %d", sum, total)
+	}
+}
