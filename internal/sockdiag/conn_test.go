@@ -9,22 +9,31 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestDestroyBatchMatchesAnswers destroys, in one batch, live sockets and
-// stale ids (right 4-tuple, wrong cookie): each answer must land on its own
-// request, and a stale cookie must never kill the live socket.
-func TestDestroyBatchMatchesAnswers(t *testing.T) {
+// loopback makes a namespace with a listener on addr and n connections to
+// it, and returns a sock_diag socket inside it (closed at cleanup).
+func loopback(t *testing.T, addr string, n int) *sockdiag.Conn {
+	t.Helper()
 	nettest.RequireRoot(t)
 	x := nettest.NewNetns(t)
-	lst := x.Listen(t, netip.MustParseAddrPort("127.0.0.1:9400"), 16, 0)
-	for range 4 {
-		x.Dial(t, netip.MustParseAddrPort("127.0.0.1:9400"))
+	ap := netip.MustParseAddrPort(addr)
+	lst := x.Listen(t, ap, 16, 0)
+	for range n {
+		x.Dial(t, ap)
 		nettest.Accept(t, lst)
 	}
 	var c *sockdiag.Conn
 	if err := x.NS.Do(func() (err error) { c, err = sockdiag.Open(); return err }); err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestDestroyBatchMatchesAnswers destroys, in one batch, live sockets and
+// stale ids (right 4-tuple, wrong cookie): each answer must land on its own
+// request, and a stale cookie must never kill the live socket.
+func TestDestroyBatchMatchesAnswers(t *testing.T) {
+	c := loopback(t, "127.0.0.1:9400", 4)
 	var clients []sockdiag.Socket
 	err := c.Dump(unix.AF_INET, unix.IPPROTO_TCP, sockdiag.AllStates, func(s *sockdiag.Socket) error {
 		if s.State == sockdiag.Established && s.ID.Dst.Port() == 9400 {
@@ -63,18 +72,7 @@ func TestDestroyBatchMatchesAnswers(t *testing.T) {
 // TestDumpPortsFilters checks the kernel applies the port filter: disjoint
 // ranges partition the table exactly.
 func TestDumpPortsFilters(t *testing.T) {
-	nettest.RequireRoot(t)
-	x := nettest.NewNetns(t)
-	lst := x.Listen(t, netip.MustParseAddrPort("127.0.0.1:9410"), 16, 0)
-	for range 6 {
-		x.Dial(t, netip.MustParseAddrPort("127.0.0.1:9410"))
-		nettest.Accept(t, lst)
-	}
-	var c *sockdiag.Conn
-	if err := x.NS.Do(func() (err error) { c, err = sockdiag.Open(); return err }); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := loopback(t, "127.0.0.1:9410", 6)
 	count := func(src, dst sockdiag.PortRange) int {
 		n := 0
 		err := c.DumpPorts(unix.AF_INET, unix.IPPROTO_TCP, sockdiag.AllStates, src, dst, func(s *sockdiag.Socket) error {
