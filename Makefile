@@ -18,8 +18,14 @@ build:
 
 # Installs the packages the tests need (root on Debian/Ubuntu), then runs
 # every test, integration tests against the real kernel and runtimes included.
+# The libraries run under the race detector. The suites under test/ start
+# real daemons and containers and time how soon namespaces are freed, so
+# they run one package at a time: another suite's namespace churn would
+# slow the kernel's namespace cleanup they measure.
 test: deps build
-	$(GO) test -count=1 -timeout 80m $(TESTFLAGS) ./...
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m $(TESTFLAGS) ./internal/... ./hook/... ./shim/...
+	$(GO) test -p 1 -count=1 -timeout 60m $(TESTFLAGS) ./test/...
 
 deps:
 	@scripts/deps.sh

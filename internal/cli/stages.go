@@ -15,6 +15,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -131,6 +132,24 @@ type record struct {
 	// (pid 1 in some sandboxes): recorded, not warned about on every run.
 	unreadable int
 	warnings   []string
+
+	// mu guards container, netns and pin: the run's goroutine sets them
+	// while the budget watchdog may read them.
+	mu sync.Mutex
+}
+
+func (r *record) set(field *string, v string) {
+	r.mu.Lock()
+	*field = v
+	r.mu.Unlock()
+}
+
+// abandoned is what the watchdog logs when the budget runs out: what is
+// known of the run so far.
+func (r *record) abandoned() *record {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return &record{container: r.container, netns: r.netns, pin: r.pin, action: "abandoned at the budget"}
 }
 
 func (r *record) warn(format string, a ...any) {
@@ -180,7 +199,7 @@ func runStage(env *Env, c *Command, stage string, args []string, fn stageFunc) i
 			if err != nil {
 				return err
 			}
-			rec.container = st.ID
+			rec.set(&rec.container, st.ID)
 			if fn == nil {
 				rec.action = "nothing to do at this stage"
 				return nil
@@ -195,7 +214,7 @@ func runStage(env *Env, c *Command, stage string, args []string, fn stageFunc) i
 		// Never hold the runtime up past the budget: whatever is left
 		// (a pin, at worst) is for gc.
 		err = fmt.Errorf("stage did not finish within its budget of %s; exiting (gc releases what is left)", s.budget)
-		rec = &record{container: rec.container, netns: rec.netns, pin: rec.pin, action: "abandoned at the budget"}
+		rec = rec.abandoned()
 	}
 	err = errors.Join(append(s.problems, err)...)
 	logStage(s.log, stage, rec, time.Since(start), s.budget, err)
@@ -321,7 +340,7 @@ func stageCreateRuntime(ctx context.Context, s *settings, st *specs.State, rec *
 	if err != nil {
 		return fmt.Errorf("container %s: %w", st.ID, err)
 	}
-	rec.netns = id.String()
+	rec.set(&rec.netns, id.String())
 	if _, err := netns.CheckTarget(id); err != nil {
 		// The container shares the host's (or the runtime's) namespace:
 		// nothing of its own to drain later.
@@ -346,7 +365,7 @@ func stageCreateRuntime(ctx context.Context, s *settings, st *specs.State, rec *
 		p, err = s.store.Pin(source, m)
 	}
 	if p != nil {
-		rec.pin = p.Path
+		rec.set(&rec.pin, p.Path)
 	}
 	if err != nil {
 		if p != nil && p.Mounted {
@@ -375,7 +394,7 @@ func stagePoststop(ctx context.Context, s *settings, st *specs.State, rec *recor
 		rec.warn("%v", perr)
 	}
 	if p != nil {
-		rec.pin = p.Path
+		rec.set(&rec.pin, p.Path)
 	}
 	optedOut := oci.DrainDisabled(st.Annotations)
 	var cfg *oci.Config
@@ -406,7 +425,7 @@ func stagePoststop(ctx context.Context, s *settings, st *specs.State, rec *recor
 		if _, err := s.store.Release(st.ID); err != nil {
 			rec.warn("%v", err)
 		}
-		rec.pin = ""
+		rec.set(&rec.pin, "")
 	}
 
 	// No pin: the namespace may still be reachable through a mount the
@@ -464,7 +483,7 @@ func drainAndRelease(ctx context.Context, s *settings, p *pin.Pin, rec *record) 
 // drainChecked drains ns unless it is the host's or our own namespace or a
 // live process still runs in it.
 func drainChecked(ctx context.Context, s *settings, ns *netns.NS, rec *record) (drained bool, err error) {
-	rec.netns = ns.ID.String()
+	rec.set(&rec.netns, ns.ID.String())
 	warning, err := netns.CheckTarget(ns.ID)
 	if err != nil {
 		rec.action = "refused"
