@@ -103,7 +103,9 @@ func (d *drainer) open() (*sockdiag.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open sock_diag in network namespace %s: %w", d.ns.ID, err)
 	}
+	d.connMu.Lock()
 	d.conns = append(d.conns, c)
+	d.connMu.Unlock()
 	return c, nil
 }
 
@@ -128,7 +130,8 @@ type drainer struct {
 	dumpConns      []*sockdiag.Conn // extra dumpers' of a split pass
 	split          bool             // many sockets: dump TCP tables in parts, in parallel
 
-	mu sync.Mutex // guards rep counters updated by workers
+	mu     sync.Mutex // guards rep counters updated by workers
+	connMu sync.Mutex // guards conns: dumpers start workers while the pass opens dumpers
 }
 
 type table struct{ family, protocol uint8 }
