@@ -14,9 +14,10 @@ import (
 	"github.com/sockreap/sockreap/internal/nettest"
 )
 
-// readOnly are the subcommands run here; the ones that change engine or
-// container state are run by the runc and engine suites.
-var readOnly = map[string]bool{"doctor": true, "ls": true, "drain": true, "version": true, "pins": true, "--help": true}
+// readOnly are the subcommands run here, against the test's own namespace
+// and state directory; the ones that change engine or container
+// configuration are run by the runc and engine suites.
+var readOnly = map[string]bool{"doctor": true, "ls": true, "drain": true, "version": true, "pins": true, "gc": true, "--help": true}
 
 // commands returns the sockreap-hook command lines of README.md's code
 // blocks (indented or fenced), without sudo and trailing comments.
