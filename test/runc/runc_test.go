@@ -353,3 +353,60 @@ func editConfig(b *bundle, fn func(doc map[string]any)) {
 		panic(err)
 	}
 }
+
+// TestRuncDrainsNetnsNamedInConfig covers poststop without a pin: the
+// container joins a namespace mounted by its engine (as CNI does for a
+// Kubernetes pod, /var/run/netns/cni-...), only the poststop hook is
+// installed, and poststop must find the namespace through config.json's
+// nsfs mount, drain it, and so let it go when its name is removed.
+func TestRuncDrainsNetnsNamedInConfig(t *testing.T) {
+	rt := requireRuntime(t, "runc")
+	h := newHooks(t)
+	x, peer := nettest.NewNetns(t), nettest.NewNetns(t)
+	link := nettest.Connect(t, x, peer)
+	b := newBundle(t, bundleSpec{args: senderArgs(link.B4.String(), peerPort), netnsPath: x.Path})
+	h.install(t, b)
+	dropHook(t, b, "createRuntime")
+	peer.Listen(t, netip.AddrPortFrom(link.B4, peerPort), 8, 4096)
+	c := rt.create(t, b)
+	c.start(t)
+	c.waitStuckSender(t)
+	c.stop(t)
+	c.delete(t)
+
+	ls := h.find(t, c.id, "poststop")
+	if len(ls) != 1 {
+		t.Fatalf("want one poststop log line, got %v", ls)
+	}
+	r := reportOf(ls[0])
+	if r == nil || num(r, "found") < 1 || num(r, "remaining") != 0 {
+		t.Fatalf("poststop without a pin: log %v, want a drain of %s that found the orphan and left nothing", ls[0], x.Path)
+	}
+	if ss := x.SS(t); len(ss) != 0 {
+		t.Errorf("ss in %s after poststop:\n%s", x.Name, strings.Join(ss, "\n"))
+	}
+	if nettest.DeleteAndWatch(t, x, peer, link.NameB) < 0 {
+		t.Error("the drained namespace still exists a second after its name was removed")
+	}
+}
+
+// dropHook removes every hook of stage from the bundle's config.json.
+func dropHook(t *testing.T, b *bundle, stage string) {
+	t.Helper()
+	path := filepath.Join(b.dir, "config.json")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if hooks, ok := doc["hooks"].(map[string]any); ok {
+		delete(hooks, stage)
+	}
+	out, _ := json.Marshal(doc)
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
