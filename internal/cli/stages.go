@@ -194,7 +194,14 @@ func runStage(env *Env, c *Command, stage string, args []string, fn stageFunc) i
 	defer cancel()
 	errc := make(chan error, 1)
 	go func() {
-		errc <- func() error {
+		errc <- func() (err error) {
+			// A bug here must not fail the container's start or
+			// delete: a panic becomes an error, logged like any other.
+			defer func() {
+				if r := recover(); r != nil {
+					err = fmt.Errorf("internal error (please report): %v", r)
+				}
+			}()
 			st, err := oci.ReadState(env.Stdin)
 			if err != nil {
 				return err

@@ -317,6 +317,7 @@ func (d *drainer) pass(ctx context.Context, dumper *sockdiag.Conn) (*pass, error
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
+					defer d.guard()
 					d.worker(ctx, c, err, p, work, free)
 				}()
 			}
@@ -339,6 +340,7 @@ func (d *drainer) pass(ctx context.Context, dumper *sockdiag.Conn) (*pass, error
 		dwg.Add(1)
 		go func() {
 			defer dwg.Done()
+			defer d.guard()
 			derrs[i] = d.dump(ctx, c, queue, p, next, send)
 		}()
 	}
@@ -448,6 +450,17 @@ func (d *drainer) worker(ctx context.Context, c *sockdiag.Conn, openErr error, p
 		}
 		d.record(p, b, res, err)
 		free <- b[:0]
+	}
+}
+
+// guard turns a panic of a drain goroutine into a report error: sockreap
+// runs as a hook, and a bug must not take the container runtime's call
+// down with it.
+func (d *drainer) guard() {
+	if r := recover(); r != nil {
+		d.mu.Lock()
+		d.rep.addError(fmt.Errorf("internal error (please report): %v", r))
+		d.mu.Unlock()
 	}
 }
 
