@@ -68,6 +68,11 @@ func benchMain() int {
 	}()
 	defer removeAll()
 	removeStale()
+	// The drains' probe cache goes to a directory of the bench's own.
+	if dir, err := os.MkdirTemp("", "sockreap-bench-state-"); err == nil {
+		defer os.RemoveAll(dir)
+		os.Setenv("SOCKREAP_STATE_DIR", dir)
+	}
 
 	results, err := runAll(c)
 	if err != nil {

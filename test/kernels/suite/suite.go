@@ -63,6 +63,13 @@ func Run(cfg Config) Result {
 		r.Version = strings.TrimSpace(string(b))
 	}
 	e := &env{cfg: cfg}
+	// The hooks' state (the probe cache) goes to a directory of the run's
+	// own, not to the host's /run/sockreap.
+	if dir, err := os.MkdirTemp("", "sockreap-kernels-state-"); err == nil {
+		defer os.RemoveAll(dir)
+		defer os.Unsetenv("SOCKREAP_STATE_DIR")
+		os.Setenv("SOCKREAP_STATE_DIR", dir)
+	}
 	out, err := exec.Command(cfg.Hook, "doctor", "--json").Output()
 	if err != nil {
 		r.DoctorErr = fmt.Sprintf("sockreap-hook doctor --json: %v %s", err, stderrOf(err))
