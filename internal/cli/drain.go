@@ -17,7 +17,7 @@ func init() {
 	c := &Command{
 		Name:    "drain",
 		Summary: "force-close every TCP and UDP socket in a network namespace",
-		Usage:   "drain (--netns PATH | --pid PID) [--dry-run] [--timeout D] [--json] [--force]",
+		Usage:   "drain (--netns PATH | --pid PID) [--dry-run] [--timeout D] [--json] [--force] [--orphans P] [--protocols L] [--workers N]",
 	}
 	c.Run = func(env *Env, args []string) int { return runDrain(env, c, args) }
 	Register(c)
