@@ -231,23 +231,17 @@ type Proc struct {
 // namespace cannot be read (they exit meanwhile, or access is denied) are
 // counted in unreadable.
 func Procs(id ID) (procs []Proc, unreadable int, err error) {
-	d, err := os.Open("/proc")
-	if err != nil {
-		return nil, 0, fmt.Errorf("list processes: %w", err)
-	}
-	defer d.Close()
-	names, err := d.Readdirnames(-1)
+	pids, err := allPids()
 	if err != nil {
 		return nil, 0, fmt.Errorf("list processes: %w", err)
 	}
 	self := os.Getpid()
-	for _, name := range names {
-		pid, err := strconv.Atoi(name)
-		if err != nil || pid == self {
+	for _, pid := range pids {
+		if pid == self {
 			continue
 		}
 		var st unix.Stat_t
-		if err := unix.Stat("/proc/"+name+"/ns/net", &st); err != nil {
+		if err := unix.Stat("/proc/"+strconv.Itoa(pid)+"/ns/net", &st); err != nil {
 			if !errors.Is(err, unix.ENOENT) {
 				unreadable++
 			}

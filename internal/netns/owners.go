@@ -16,7 +16,7 @@ import (
 func SocketHolders(want map[uint32]bool, pids []int, deadline time.Time) map[uint32]Proc {
 	held := map[uint32]Proc{}
 	if pids == nil {
-		pids = allPids()
+		pids, _ = allPids()
 	}
 	// Long-lived sockets (listeners, bound UDP) sit at low descriptor
 	// numbers: look at the first few of every process before reading all
@@ -76,18 +76,22 @@ func scanFds(pid, from, to int, want map[uint32]bool, held map[uint32]Proc) {
 	}
 }
 
-func allPids() []int {
+// allPids lists the processes in /proc.
+func allPids() ([]int, error) {
 	d, err := os.Open("/proc")
 	if err != nil {
-		return nil
+		return nil, err
 	}
 	defer d.Close()
-	names, _ := d.Readdirnames(-1)
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return nil, err
+	}
 	pids := make([]int, 0, len(names))
 	for _, n := range names {
 		if pid, err := strconv.Atoi(n); err == nil {
 			pids = append(pids, pid)
 		}
 	}
-	return pids
+	return pids, nil
 }

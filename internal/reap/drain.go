@@ -155,7 +155,6 @@ func (d *drainer) warn(format string, a ...any) {
 type pass struct {
 	seen, attempted int
 	destroyed, gone int
-	unsupported     int
 	kept            keptSet
 	interrupted     bool
 }
@@ -205,9 +204,6 @@ func (d *drainer) run(ctx context.Context, dumper *sockdiag.Conn) (*Report, erro
 
 // finish fills the remaining counts from the last pass.
 func (d *drainer) finish(p *pass) {
-	if p == nil {
-		return
-	}
 	if d.opts.DryRun {
 		d.rep.Destroyed = p.attempted
 	}
@@ -411,28 +407,22 @@ func (d *drainer) merge(p, local *pass) {
 }
 
 // workerConn returns the sock_diag socket of worker i, opening it on first use.
-func (d *drainer) workerConn(i int) (*sockdiag.Conn, error) {
-	for len(d.workConns) <= i {
-		c, err := d.open()
-		if err != nil {
-			return nil, err
-		}
-		d.workConns = append(d.workConns, c)
-	}
-	return d.workConns[i], nil
-}
+func (d *drainer) workerConn(i int) (*sockdiag.Conn, error) { return d.connAt(&d.workConns, i) }
 
 // dumpConn returns the sock_diag socket of the extra dumper i, opening it
 // on first use.
-func (d *drainer) dumpConn(i int) (*sockdiag.Conn, error) {
-	for len(d.dumpConns) <= i {
+func (d *drainer) dumpConn(i int) (*sockdiag.Conn, error) { return d.connAt(&d.dumpConns, i) }
+
+// connAt returns (*list)[i], opening sockets until the list is that long.
+func (d *drainer) connAt(list *[]*sockdiag.Conn, i int) (*sockdiag.Conn, error) {
+	for len(*list) <= i {
 		c, err := d.open()
 		if err != nil {
 			return nil, err
 		}
-		d.dumpConns = append(d.dumpConns, c)
+		*list = append(*list, c)
 	}
-	return d.dumpConns[i], nil
+	return (*list)[i], nil
 }
 
 // worker destroys batches from work. With a nil conn (openErr says why)
@@ -485,7 +475,6 @@ func (d *drainer) record(p *pass, b []sockdiag.Socket, res []error, err error) {
 			p.gone++
 			d.rep.AlreadyGone++
 		case errors.Is(e, sockdiag.ErrUnsupported):
-			p.unsupported++
 			d.rep.Unsupported++
 			p.kept.add(&b[i])
 		default:

@@ -28,11 +28,10 @@ const (
 
 // Options tune a drain. The zero value is the default drain.
 type Options struct {
-	Timeout   time.Duration // overall budget; 0 means DefaultTimeout
-	DryRun    bool          // dump and classify, destroy nothing
-	TCP, UDP  *bool         // protocols to drain; nil means yes
-	Orphans   OrphanPolicy  // "" means OrphansAuto
-	Workers   int           // parallel destroyers; 0 means one per CPU
-	Caps      *Capabilities // kernel capabilities; nil means Probe (cached per process)
-	OwnerScan bool          // resolve owner kinds of what is left (scans /proc)
+	Timeout  time.Duration // overall budget; 0 means DefaultTimeout
+	DryRun   bool          // dump and classify, destroy nothing
+	TCP, UDP *bool         // protocols to drain; nil means yes
+	Orphans  OrphanPolicy  // "" means OrphansAuto
+	Workers  int           // parallel destroyers; 0 means DefaultWorkers
+	Caps     *Capabilities // kernel capabilities; nil means Probe (cached per process)
 }
