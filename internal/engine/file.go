@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/sockreap/sockreap/internal/atomicfile"
 )
 
 // Edit is the planned new content of one file.
@@ -60,50 +62,14 @@ func Apply(e *Edit) (backup string, err error) {
 			mode = st.Mode().Perm()
 		}
 		backup = path + ".sockreap-bak." + time.Now().UTC().Format("20060102T150405.000000000Z")
-		if err := writeAtomic(backup, e.Old, mode); err != nil {
+		if err := atomicfile.Write(backup, e.Old, mode); err != nil {
 			return "", fmt.Errorf("back up %s: %w", e.Path, err)
 		}
 	} else if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return "", fmt.Errorf("create directory for %s: %w", path, err)
 	}
-	if err := writeAtomic(path, e.New, mode); err != nil {
+	if err := atomicfile.Write(path, e.New, mode); err != nil {
 		return backup, err
 	}
 	return backup, nil
-}
-
-// writeAtomic writes data to a temporary file in path's directory, syncs
-// it and renames it over path, so a reader sees the old or the new file,
-// never half of one.
-func writeAtomic(path string, data []byte, mode fs.FileMode) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	name := tmp.Name()
-	defer os.Remove(name) // no-op after a successful rename
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return fmt.Errorf("chmod %s: %w", name, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sync %s: %w", name, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", name, err)
-	}
-	if err := os.Rename(name, path); err != nil {
-		return fmt.Errorf("replace %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
 }

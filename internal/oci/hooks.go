@@ -3,13 +3,13 @@ package oci
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
-	"syscall"
+
+	"github.com/sockreap/sockreap/internal/atomicfile"
 )
 
 // HookOptions say which binary the hooks run and what extra flags follow
@@ -211,7 +211,7 @@ func editHooks(bundle string, edit func(stage string, list []json.RawMessage) ([
 	if err := enc.Encode(doc); err != nil {
 		return false, fmt.Errorf("edit hooks: encode %s: %w", path, err)
 	}
-	if err := writeAtomic(path, buf.Bytes()); err != nil {
+	if err := atomicfile.Replace(path, buf.Bytes()); err != nil {
 		return false, err
 	}
 	return true, nil
@@ -226,44 +226,4 @@ func sameJSON(a, b []byte) bool {
 		return false
 	}
 	return reflect.DeepEqual(x, y)
-}
-
-// writeAtomic replaces path with data through a temporary file in the same
-// directory, keeping path's mode and owner.
-func writeAtomic(path string, data []byte) (err error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".config.json.sockreap-*")
-	if err != nil {
-		return fmt.Errorf("write %s: create temporary file: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", tmp.Name(), err)
-	}
-	if err = tmp.Chmod(fi.Mode().Perm()); err != nil {
-		return fmt.Errorf("write %s: keep mode: %w", path, err)
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		if cerr := tmp.Chown(int(st.Uid), int(st.Gid)); cerr != nil && !errors.Is(cerr, os.ErrPermission) {
-			return fmt.Errorf("write %s: keep owner: %w", path, cerr)
-		}
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("write %s: sync: %w", tmp.Name(), err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", tmp.Name(), err)
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: replace: %w", path, err)
-	}
-	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sockreap/sockreap/internal/atomicfile"
 	"github.com/sockreap/sockreap/internal/netns"
 	"golang.org/x/sys/unix"
 )
@@ -184,12 +185,7 @@ func (s Store) writeMeta(m Meta) error {
 		return err
 	}
 	path := s.metaPath(m.ID)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("record pin metadata %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Write(path, b, 0o600); err != nil {
 		return fmt.Errorf("record pin metadata %s: %w", path, err)
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sockreap/sockreap/internal/atomicfile"
 	"github.com/sockreap/sockreap/internal/sockdiag"
 	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -394,18 +395,9 @@ func ProbeCached(dir string) (*Capabilities, error) {
 		return nil, err
 	}
 	if len(boot) > 0 {
+		// A cache that cannot be written only costs the next hook a probe.
 		b, _ := json.Marshal(probeRecord{BootID: string(boot), Caps: caps})
-		{
-			tmp, err := os.CreateTemp(dir, ".probe-*")
-			if err == nil {
-				_, werr := tmp.Write(b)
-				cerr := tmp.Close()
-				if werr == nil && cerr == nil {
-					_ = os.Rename(tmp.Name(), file)
-				}
-				_ = os.Remove(tmp.Name())
-			}
-		}
+		_ = atomicfile.Write(file, b, 0o600)
 	}
 	return caps, nil
 }
