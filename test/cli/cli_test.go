@@ -9,32 +9,16 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sockreap/sockreap/internal/nettest"
+	"github.com/sockreap/sockreap/internal/testbin"
 	"golang.org/x/sys/unix"
 )
 
-var bin string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "sockreap-cli-")
-	if err != nil {
-		panic(err)
-	}
-	bin = filepath.Join(dir, "sockreap-hook")
-	out, err := exec.Command("go", "build", "-o", bin, "../../hook").CombinedOutput()
-	if err != nil {
-		os.RemoveAll(dir)
-		panic("build sockreap-hook: " + err.Error() + "\n" + string(out))
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m, "sockreap-hook") }
 
 type result struct {
 	stdout, stderr string
@@ -43,7 +27,7 @@ type result struct {
 
 func run(t *testing.T, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
+	cmd := exec.Command(testbin.Path("sockreap-hook"), args...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	cmd.Env = append(os.Environ(), "SOCKREAP_STATE_DIR="+t.TempDir())

@@ -19,41 +19,15 @@ import (
 	"time"
 
 	"github.com/sockreap/sockreap/internal/nettest"
+	"github.com/sockreap/sockreap/internal/testbin"
 )
 
-// bins is the directory holding sockreap-hook and sockreap-shim built for
-// this test run (the shim finds the hook next to itself).
-var bins string
+// Both commands are built into one directory: the shim finds the hook
+// next to itself.
+func TestMain(m *testing.M) { testbin.Main(m, "sockreap-hook", "sockreap-shim") }
 
-func TestMain(m *testing.M) {
-	code := func() int {
-		dir, err := os.MkdirTemp("", "sockreap-engines-bin")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		// 0755 so daemons running the shim can reach it.
-		if err := os.Chmod(dir, 0o755); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		for name, pkg := range map[string]string{"sockreap-hook": "../../hook", "sockreap-shim": "../../shim"} {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg)
-			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-			if out, err := cmd.CombinedOutput(); err != nil {
-				fmt.Fprintf(os.Stderr, "build %s: %v\n%s", name, err, out)
-				return 1
-			}
-		}
-		bins = dir
-		return m.Run()
-	}()
-	os.Exit(code)
-}
-
-func hookBin() string { return filepath.Join(bins, "sockreap-hook") }
-func shimBin() string { return filepath.Join(bins, "sockreap-shim") }
+func hookBin() string { return testbin.Path("sockreap-hook") }
+func shimBin() string { return testbin.Path("sockreap-shim") }
 
 // need skips the test unless it runs as root and every named program is
 // installed.

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/sockreap/sockreap/internal/nettest"
+	"github.com/sockreap/sockreap/internal/testbin"
 )
 
 // readOnly are the subcommands run here, against the test's own namespace
@@ -51,12 +52,11 @@ func commands(t *testing.T) []string {
 	return out
 }
 
+func TestMain(m *testing.M) { testbin.Main(m, "sockreap-hook") }
+
 func TestReadmeCommands(t *testing.T) {
 	nettest.RequireRoot(t)
-	bin := filepath.Join(t.TempDir(), "sockreap-hook")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../hook").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := testbin.Path("sockreap-hook")
 	// NAME in the README is a namespace with a stuck orphan in it.
 	x, p := nettest.NewNetns(t), nettest.NewNetns(t)
 	l := nettest.Connect(t, x, p)
@@ -103,10 +103,7 @@ func TestDemo(t *testing.T) {
 			t.Skipf("%s not installed (make deps)", tool)
 		}
 	}
-	bin := filepath.Join(t.TempDir(), "sockreap-hook")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../hook").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := testbin.Path("sockreap-hook")
 	cmd := exec.Command("scripts/demo.sh")
 	cmd.Dir = "../.."
 	cmd.Env = append(os.Environ(), "HOOK="+bin, "LINGER_WAIT=3")

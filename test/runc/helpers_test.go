@@ -21,29 +21,14 @@ import (
 	"github.com/sockreap/sockreap/internal/netns"
 	"github.com/sockreap/sockreap/internal/nettest"
 	"github.com/sockreap/sockreap/internal/pin"
+	"github.com/sockreap/sockreap/internal/testbin"
 	"golang.org/x/sys/unix"
 )
 
 // hookBin is sockreap-hook built for this test run.
-var hookBin string
+func hookBin() string { return testbin.Path("sockreap-hook") }
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "sockreap-runc-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	hookBin = filepath.Join(dir, "sockreap-hook")
-	out, err := exec.Command("go", "build", "-o", hookBin, "github.com/sockreap/sockreap/hook").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build sockreap-hook: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m, "sockreap-hook") }
 
 // runtime is an OCI runtime binary under test.
 type runtime struct {
@@ -213,7 +198,7 @@ func newHooks(t *testing.T) *hooks {
 // install adds the hooks to b the way the README says: configure runc.
 func (h *hooks) install(t *testing.T, b *bundle) {
 	t.Helper()
-	nettest.Run(t, hookBin, "configure", "runc", "--bundle", b.dir, "--hook", hookBin,
+	nettest.Run(t, hookBin(), "configure", "runc", "--bundle", b.dir, "--hook", hookBin(),
 		"--state-dir", h.stateDir, "--log", h.logFile)
 }
 

@@ -165,7 +165,7 @@ func TestRuncBadInput(t *testing.T) {
 		{name: "unknown stage", stage: "bogusStage", wantErr: "unknown stage",
 			before: func(t *testing.T, h *hooks, b *bundle) {
 				for _, stage := range []string{"createRuntime", "poststop"} {
-					addHook(b, stage, hookBin, "sockreap-hook", "bogusStage", "--state-dir="+h.stateDir, "--log="+h.logFile)
+					addHook(b, stage, hookBin(), "sockreap-hook", "bogusStage", "--state-dir="+h.stateDir, "--log="+h.logFile)
 				}
 			}},
 		{name: "pin gone and config.json missing", stage: "poststop", wantErr: "no pin",
@@ -234,7 +234,7 @@ func TestRuncBadInput(t *testing.T) {
 // sockreap-hook command line).
 func addShellHook(t *testing.T, h *hooks, b *bundle, shell string) {
 	t.Helper()
-	cmdline := fmt.Sprintf("%s poststop --state-dir=%s --log=%s", hookBin, h.stateDir, h.logFile)
+	cmdline := fmt.Sprintf("%s poststop --state-dir=%s --log=%s", hookBin(), h.stateDir, h.logFile)
 	addHook(b, "poststop", "/bin/sh", "sh", "-c", fmt.Sprintf(shell, cmdline))
 }
 
