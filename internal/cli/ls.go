@@ -10,7 +10,6 @@ import (
 	"github.com/sockreap/sockreap/internal/netns"
 	"github.com/sockreap/sockreap/internal/reap"
 	"github.com/sockreap/sockreap/internal/sockdiag"
-	"golang.org/x/sys/unix"
 )
 
 func init() {
@@ -54,7 +53,7 @@ func runLs(env *Env, c *Command, args []string) int {
 		return code
 	}
 	defer ns.Close()
-	socks, err := dumpAll(ns)
+	socks, err := reap.List(ns)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "%s ls: %s: %v\n", Prog, ns.Path, err)
 		return ExitUsage
@@ -107,35 +106,4 @@ func runLs(env *Env, c *Command, args []string) int {
 	}
 	w.Flush()
 	return ExitOK
-}
-
-// dumpAll lists every TCP and UDP socket of ns.
-func dumpAll(ns *netns.NS) ([]sockdiag.Socket, error) {
-	var conn *sockdiag.Conn
-	err := ns.Do(func() (err error) { conn, err = sockdiag.Open(); return err })
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	var out []sockdiag.Socket
-	for _, proto := range []uint8{unix.IPPROTO_TCP, unix.IPPROTO_UDP} {
-		for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
-			for try := 0; ; try++ {
-				n := len(out)
-				err := conn.Dump(fam, proto, sockdiag.AllStates, func(s *sockdiag.Socket) error {
-					out = append(out, *s)
-					return nil
-				})
-				if err == sockdiag.ErrInterrupted && try < 3 {
-					out = out[:n]
-					continue
-				}
-				if err != nil && err != sockdiag.ErrInterrupted {
-					return nil, err
-				}
-				break
-			}
-		}
-	}
-	return out, nil
 }

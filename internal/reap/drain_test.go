@@ -2,7 +2,6 @@ package reap_test
 
 import (
 	"context"
-	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -36,28 +35,13 @@ func (f *fixture) families() [][2]netip.Addr {
 // stateCounts dumps X with a fresh sock_diag socket.
 func stateCounts(t *testing.T, n *nettest.Netns) map[string]int {
 	t.Helper()
-	counts := map[string]int{}
-	err := n.NS.Do(func() error {
-		c, err := sockdiag.Open()
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		for _, proto := range []uint8{unix.IPPROTO_TCP, unix.IPPROTO_UDP} {
-			for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
-				err := c.Dump(fam, proto, sockdiag.AllStates, func(s *sockdiag.Socket) error {
-					counts[sockdiag.ProtocolName(proto)+"/"+s.State.String()]++
-					return nil
-				})
-				if err != nil && !errors.Is(err, sockdiag.ErrInterrupted) {
-					return err
-				}
-			}
-		}
-		return nil
-	})
+	socks, err := reap.List(n.NS)
 	if err != nil {
 		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	for i := range socks {
+		counts[sockdiag.ProtocolName(socks[i].Protocol)+"/"+socks[i].State.String()]++
 	}
 	return counts
 }

@@ -2,13 +2,10 @@ package suite
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/sockreap/sockreap/internal/nettest"
 	"github.com/sockreap/sockreap/internal/reap"
@@ -19,31 +16,7 @@ import (
 // sock_diag dump made from inside n (independent of sockreap-hook).
 func dump(t *T, n *nettest.Netns) []sockdiag.Socket {
 	t.Helper()
-	var socks []sockdiag.Socket
-	err := n.NS.Do(func() error {
-		c, err := sockdiag.Open()
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		for attempt := 0; ; attempt++ {
-			socks = socks[:0]
-			var derr error
-			for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
-				for _, proto := range []uint8{unix.IPPROTO_TCP, unix.IPPROTO_UDP} {
-					if err := c.Dump(fam, proto, sockdiag.AllStates, func(s *sockdiag.Socket) error {
-						socks = append(socks, *s)
-						return nil
-					}); err != nil {
-						derr = errors.Join(derr, err)
-					}
-				}
-			}
-			if derr == nil || attempt == 3 || !errors.Is(derr, sockdiag.ErrInterrupted) {
-				return derr
-			}
-		}
-	})
+	socks, err := reap.List(n.NS)
 	if err != nil {
 		t.Fatalf("dump sockets of %s: %v", n.Name, err)
 	}
