@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/sockreap/sockreap/internal/config"
 	"github.com/sockreap/sockreap/internal/netns"
@@ -74,13 +73,11 @@ func runDrain(env *Env, c *Command, args []string) int {
 	if caps, err := reap.ProbeCached(*stateDir); err == nil {
 		opts.Caps = caps
 	}
-	start := time.Now()
 	rep, err := reap.Drain(context.Background(), ns, opts)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "%s drain: %s: %v\n", Prog, ns.Path, err)
 		return ExitUsage
 	}
-	rep.DurationUS = time.Since(start).Microseconds()
 	if *asJSON {
 		enc := json.NewEncoder(env.Stdout)
 		_ = enc.Encode(rep)

@@ -38,6 +38,24 @@ func Drain(ctx context.Context, ns *netns.NS, opts Options) (*Report, error) {
 	d.deadline, _ = ctx.Deadline()
 	defer func() { d.rep.DurationUS = time.Since(start).Microseconds() }()
 
+	switch opts.Orphans {
+	case OrphansAuto, OrphansDestroy, OrphansSpare, "":
+	default:
+		return nil, fmt.Errorf("unknown orphan policy %q (auto, destroy or spare)", opts.Orphans)
+	}
+	d.tables = tables(opts)
+	if len(d.tables) == 0 {
+		return nil, errors.New("no protocol selected: enable TCP or UDP")
+	}
+
+	// Most containers stop with nothing left: the namespace's own socket
+	// counters say so without walking the shared hash tables, or probing.
+	inUse, err := socketsInUse(ns)
+	if err == nil && inUse == 0 {
+		d.rep.Left = []Group{}
+		return d.rep, nil
+	}
+
 	d.caps = opts.Caps
 	if d.caps == nil {
 		caps, err := cachedProbe()
@@ -50,23 +68,8 @@ func Drain(ctx context.Context, ns *netns.NS, opts Options) (*Report, error) {
 	switch opts.Orphans {
 	case OrphansDestroy:
 		d.destroyOrphans = true
-	case OrphansSpare:
 	case OrphansAuto, "":
 		d.destroyOrphans = d.caps.OrphanSafe
-	default:
-		return nil, fmt.Errorf("unknown orphan policy %q (auto, destroy or spare)", opts.Orphans)
-	}
-	d.tables = tables(opts)
-	if len(d.tables) == 0 {
-		return nil, errors.New("no protocol selected: enable TCP or UDP")
-	}
-
-	// Most containers stop with nothing left: the namespace's own socket
-	// counters say so without walking the shared hash tables.
-	inUse, err := socketsInUse(ns)
-	if err == nil && inUse == 0 {
-		d.rep.Left = []Group{}
-		return d.rep, nil
 	}
 
 	workers := opts.Workers
