@@ -140,36 +140,42 @@ func newBundle(t *testing.T, spec bundleSpec) *bundle {
 		t.Fatal(err)
 	}
 	nettest.Run(t, "runc", "spec", "--bundle", dir)
+	editConfig(t, dir, func(doc map[string]any) {
+		proc := doc["process"].(map[string]any)
+		proc["terminal"] = false
+		proc["args"] = spec.args
+		if spec.annotations != nil {
+			doc["annotations"] = spec.annotations
+		}
+		if spec.netnsPath != "" {
+			linux := doc["linux"].(map[string]any)
+			for _, ns := range linux["namespaces"].([]any) {
+				if m := ns.(map[string]any); m["type"] == "network" {
+					m["path"] = spec.netnsPath
+				}
+			}
+		}
+	})
+	return &bundle{dir: dir}
+}
+
+// editConfig rewrites the config.json of the bundle in dir through fn.
+func editConfig(t *testing.T, dir string, fn func(doc map[string]any)) {
+	t.Helper()
 	path := filepath.Join(dir, "config.json")
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var doc map[string]any
+	doc := map[string]any{}
 	if err := json.Unmarshal(raw, &doc); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", path, err)
 	}
-	proc := doc["process"].(map[string]any)
-	proc["terminal"] = false
-	proc["args"] = spec.args
-	if spec.annotations != nil {
-		doc["annotations"] = spec.annotations
-	}
-	if spec.netnsPath != "" {
-		linux := doc["linux"].(map[string]any)
-		nss := linux["namespaces"].([]any)
-		for _, ns := range nss {
-			m := ns.(map[string]any)
-			if m["type"] == "network" {
-				m["path"] = spec.netnsPath
-			}
-		}
-	}
+	fn(doc)
 	out, _ := json.MarshalIndent(doc, "", "\t")
 	if err := os.WriteFile(path, out, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return &bundle{dir: dir}
 }
 
 // hooks is where a test's hooks keep their state and log.

@@ -1,7 +1,6 @@
 package runc_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
@@ -165,7 +164,7 @@ func TestRuncBadInput(t *testing.T) {
 		{name: "unknown stage", stage: "bogusStage", wantErr: "unknown stage",
 			before: func(t *testing.T, h *hooks, b *bundle) {
 				for _, stage := range []string{"createRuntime", "poststop"} {
-					addHook(b, stage, hookBin(), "sockreap-hook", "bogusStage", "--state-dir="+h.stateDir, "--log="+h.logFile)
+					addHook(t, b, stage, hookBin(), "sockreap-hook", "bogusStage", "--state-dir="+h.stateDir, "--log="+h.logFile)
 				}
 			}},
 		{name: "pin gone and config.json missing", stage: "poststop", wantErr: "no pin",
@@ -235,12 +234,13 @@ func TestRuncBadInput(t *testing.T) {
 func addShellHook(t *testing.T, h *hooks, b *bundle, shell string) {
 	t.Helper()
 	cmdline := fmt.Sprintf("%s poststop --state-dir=%s --log=%s", hookBin(), h.stateDir, h.logFile)
-	addHook(b, "poststop", "/bin/sh", "sh", "-c", fmt.Sprintf(shell, cmdline))
+	addHook(t, b, "poststop", "/bin/sh", "sh", "-c", fmt.Sprintf(shell, cmdline))
 }
 
 // addHook appends a hook to stage in b's config.json.
-func addHook(b *bundle, stage, path string, args ...string) {
-	editConfig(b, func(doc map[string]any) {
+func addHook(t *testing.T, b *bundle, stage, path string, args ...string) {
+	t.Helper()
+	editConfig(t, b.dir, func(doc map[string]any) {
 		hooks, _ := doc["hooks"].(map[string]any)
 		if hooks == nil {
 			hooks = map[string]any{}
@@ -336,24 +336,6 @@ func TestRunc50Parallel(t *testing.T) {
 	}
 }
 
-// editConfig rewrites b's config.json through fn.
-func editConfig(b *bundle, fn func(doc map[string]any)) {
-	path := filepath.Join(b.dir, "config.json")
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		panic(err)
-	}
-	doc := map[string]any{}
-	if err := json.Unmarshal(raw, &doc); err != nil {
-		panic(err)
-	}
-	fn(doc)
-	out, _ := json.MarshalIndent(doc, "", "\t")
-	if err := os.WriteFile(path, out, 0o644); err != nil {
-		panic(err)
-	}
-}
-
 // TestRuncDrainsNetnsNamedInConfig covers poststop without a pin: the
 // container joins a namespace mounted by its engine (as CNI does for a
 // Kubernetes pod, /var/run/netns/cni-...), only the poststop hook is
@@ -393,20 +375,9 @@ func TestRuncDrainsNetnsNamedInConfig(t *testing.T) {
 // dropHook removes every hook of stage from the bundle's config.json.
 func dropHook(t *testing.T, b *bundle, stage string) {
 	t.Helper()
-	path := filepath.Join(b.dir, "config.json")
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc map[string]any
-	if err := json.Unmarshal(raw, &doc); err != nil {
-		t.Fatal(err)
-	}
-	if hooks, ok := doc["hooks"].(map[string]any); ok {
-		delete(hooks, stage)
-	}
-	out, _ := json.Marshal(doc)
-	if err := os.WriteFile(path, out, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	editConfig(t, b.dir, func(doc map[string]any) {
+		if hooks, ok := doc["hooks"].(map[string]any); ok {
+			delete(hooks, stage)
+		}
+	})
 }
