@@ -135,10 +135,10 @@ func LinkGone(ns *Netns, name string) bool {
 	return exec.Command("ip", "-n", ns.Name, "link", "show", name).Run() != nil
 }
 
-// WaitGone polls cond every 10 ms until it holds or d passes and returns
+// WaitUntil polls cond every 10 ms until it holds or d passes and returns
 // how long it took, or -1 on timeout. Tests assert on the outcome, never on
 // the duration.
-func WaitGone(d time.Duration, cond func() bool) time.Duration {
+func WaitUntil(d time.Duration, cond func() bool) time.Duration {
 	start := time.Now()
 	for {
 		if cond() {
@@ -172,5 +172,5 @@ func DeleteAndWatch(t testing.TB, x, p *Netns, peerDev string) time.Duration {
 		x.NS = nil
 	}
 	Run(t, "ip", "netns", "del", x.Name)
-	return WaitGone(time.Second, func() bool { return LinkGone(p, peerDev) })
+	return WaitUntil(time.Second, func() bool { return LinkGone(p, peerDev) })
 }

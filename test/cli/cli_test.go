@@ -111,7 +111,7 @@ func TestDrainRefusesLiveProcess(t *testing.T) {
 	}
 	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
 	// Wait until sleep runs inside the namespace.
-	nettest.WaitGone(2*time.Second, func() bool {
+	nettest.WaitUntil(2*time.Second, func() bool {
 		r := run(t, "drain", "--netns", x.Path)
 		return strings.Contains(r.stderr, "sleep")
 	})

@@ -156,7 +156,7 @@ func (p *peer) waitStuck(t *testing.T, pid int) {
 // freed reports whether the container's netns is gone (the peer end of
 // its veth vanished), waiting up to d for it.
 func (p *peer) freed(d time.Duration) (time.Duration, bool) {
-	took := nettest.WaitGone(d, func() bool { return nettest.LinkGone(p.ns, p.hostEnd) })
+	took := nettest.WaitUntil(d, func() bool { return nettest.LinkGone(p.ns, p.hostEnd) })
 	return took, took >= 0
 }
 

@@ -314,7 +314,7 @@ func (c *container) start(t *testing.T) { t.Helper(); c.rt.run(t, "start", c.id)
 func (c *container) stop(t *testing.T) {
 	t.Helper()
 	c.kill(t)
-	if nettest.WaitGone(20*time.Second, func() bool { return c.status(t) == "stopped" }) < 0 {
+	if nettest.WaitUntil(20*time.Second, func() bool { return c.status(t) == "stopped" }) < 0 {
 		t.Fatalf("container %s did not stop", c.id)
 	}
 }
@@ -368,7 +368,7 @@ func (c *container) wire(t *testing.T, peer *nettest.Netns, ctrAddr, peerAddr st
 // established connection with unsent data (the peer stopped reading).
 func (c *container) waitStuckSender(t *testing.T) {
 	t.Helper()
-	ok := nettest.WaitGone(20*time.Second, func() bool {
+	ok := nettest.WaitUntil(20*time.Second, func() bool {
 		for _, l := range strings.Split(c.inNetns(t, "ss", "-tnH", "state", "established"), "\n") {
 			f := strings.Fields(l)
 			if len(f) >= 2 {

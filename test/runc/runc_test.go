@@ -45,7 +45,7 @@ func testOrphanFreedAtDelete(t *testing.T, runtimeName string) {
 		t.Fatalf("want one pin after create, have %d", len(h.pins(t)))
 	}
 	c.delete(t)
-	if nettest.WaitGone(time.Second, func() bool { return nettest.LinkGone(peer, witness) }) < 0 {
+	if nettest.WaitUntil(time.Second, func() bool { return nettest.LinkGone(peer, witness) }) < 0 {
 		t.Fatalf("the container's namespace still exists a second after '%s delete' (veth end %s still in %s); hook log:\n%v",
 			rt.name, witness, peer.Name, h.find(t, c.id, "poststop"))
 	}
@@ -71,13 +71,13 @@ func TestRuncOrphanLingersWithoutHooks(t *testing.T) {
 	c.delete(t)
 	// The witness of the test above, expected to fail here: the orphan
 	// keeps the namespace.
-	if d := nettest.WaitGone(1500*time.Millisecond, func() bool { return nettest.LinkGone(peer, witness) }); d >= 0 {
+	if d := nettest.WaitUntil(1500*time.Millisecond, func() bool { return nettest.LinkGone(peer, witness) }); d >= 0 {
 		t.Fatalf("without hooks the namespace was freed after %s: the orphan did not hold it, so the test with hooks proves nothing", d)
 	}
 	// Clean up: the peer resets the connection, the orphan dies, the
 	// namespace goes.
 	nettest.Accept(t, ln).Reset()
-	if nettest.WaitGone(10*time.Second, func() bool { return nettest.LinkGone(peer, witness) }) < 0 {
+	if nettest.WaitUntil(10*time.Second, func() bool { return nettest.LinkGone(peer, witness) }) < 0 {
 		t.Logf("the lingering namespace did not go after the peer's RST; it goes when the orphan times out")
 	}
 }
@@ -115,7 +115,7 @@ func TestRuncSharedNetns(t *testing.T) {
 
 	a.stop(t)
 	a.delete(t)
-	if nettest.WaitGone(time.Second, func() bool { return nettest.LinkGone(peer, witness) }) < 0 {
+	if nettest.WaitUntil(time.Second, func() bool { return nettest.LinkGone(peer, witness) }) < 0 {
 		t.Fatalf("the shared namespace still exists a second after the last container's delete; log %v", h.find(t, a.id, "poststop"))
 	}
 	ls = h.find(t, a.id, "poststop")
@@ -310,7 +310,7 @@ func TestRunc50Parallel(t *testing.T) {
 		t.Errorf("%d metadata/lock files left in %s/meta", len(ents), h.stateDir)
 	}
 	left := 0
-	nettest.WaitGone(10*time.Second, func() bool {
+	nettest.WaitUntil(10*time.Second, func() bool {
 		left = 0
 		for _, w := range witnesses {
 			if !nettest.LinkGone(peer, w) {

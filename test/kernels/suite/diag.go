@@ -18,7 +18,7 @@ func cleanupWedged(t *T) bool {
 	w := nettest.NewNetns(t)
 	l := nettest.Connect(t, q, w)
 	delNetns(t, q)
-	return nettest.WaitGone(3*time.Second, func() bool { return nettest.LinkGone(w, l.NameB) }) < 0
+	return nettest.WaitUntil(3*time.Second, func() bool { return nettest.LinkGone(w, l.NameB) }) < 0
 }
 
 // kernelStacks returns the kernel stacks of tasks whose stack mentions any

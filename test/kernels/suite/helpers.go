@@ -165,7 +165,7 @@ func freeWithin(t *T, n *nettest.Netns, l *nettest.Link, d time.Duration) time.D
 	if l.B == n {
 		peer, peerName = l.A, l.NameA
 	}
-	took := nettest.WaitGone(d, func() bool { return nettest.LinkGone(peer, peerName) })
+	took := nettest.WaitUntil(d, func() bool { return nettest.LinkGone(peer, peerName) })
 	if took < 0 {
 		t.Errorf("namespace %s not freed within %s of its last reference: veth peer %s still in %s", n.Name, d, peerName, peer.Name)
 	} else {

@@ -202,7 +202,7 @@ func hangRound(t *T, e *env, useSockreap bool) hangOutcome {
 	if out, err := exec.Command("ip", "netns", "del", x.Name).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns del %s: %v %s", x.Name, err, out)
 	}
-	out := hangOutcome{freed: nettest.WaitGone(watch, func() bool { return nettest.LinkGone(w, wl.NameB) })}
+	out := hangOutcome{freed: nettest.WaitUntil(watch, func() bool { return nettest.LinkGone(w, wl.NameB) })}
 	if !useSockreap && out.freed >= 0 {
 		// Freed: still give a late message a moment to show.
 		time.Sleep(time.Second)

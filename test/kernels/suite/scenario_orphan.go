@@ -31,7 +31,7 @@ func testOrphan(t *T, e *env) {
 	n := nettest.Fill(t, c)
 	c.Close()
 	var orphans []sockdiag.Socket
-	nettest.WaitGone(2*time.Second, func() bool {
+	nettest.WaitUntil(2*time.Second, func() bool {
 		orphans = orphans[:0]
 		for _, s := range dump(t, x) {
 			if s.Orphan() {
@@ -56,7 +56,7 @@ func testOrphan(t *T, e *env) {
 			t.Errorf("kernel lacks the orphan fix, but drain spared no orphan (destroyed %d): it may have made a forever orphan", r.Destroyed)
 		}
 		t.Logf("x sysctls after drain: %s", sysctls(x, "net.ipv4.tcp_orphan_retries", "net.ipv4.tcp_fin_timeout"))
-		took := nettest.WaitGone(orphanDeadline, func() bool {
+		took := nettest.WaitUntil(orphanDeadline, func() bool {
 			for _, s := range dump(t, x) {
 				if s.Orphan() {
 					return false

@@ -132,7 +132,7 @@ func testTimeWait(t *T, e *env) {
 		t.Fatalf("peer wanted EOF, got %d bytes, %v", n, err)
 	}
 	cl.Close()
-	if nettest.WaitGone(2*time.Second, func() bool { return countState(dump(t, x), sockdiag.TimeWait) > 0 }) < 0 {
+	if nettest.WaitUntil(2*time.Second, func() bool { return countState(dump(t, x), sockdiag.TimeWait) > 0 }) < 0 {
 		t.Fatalf("no TIME_WAIT socket appeared in x: %s", describe(dump(t, x)))
 	}
 	r, code := drain(t, e, x)
