@@ -27,7 +27,18 @@ type result struct {
 
 func run(t *testing.T, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(testbin.Path("sockreap-hook"), args...)
+	return runCmd(t, exec.Command(testbin.Path("sockreap-hook"), args...))
+}
+
+// runIn runs sockreap-hook inside the named network namespace.
+func runIn(t *testing.T, netnsName string, args ...string) result {
+	t.Helper()
+	return runCmd(t, exec.Command("ip", append([]string{"netns", "exec", netnsName, testbin.Path("sockreap-hook")}, args...)...))
+}
+
+func runCmd(t *testing.T, cmd *exec.Cmd) result {
+	t.Helper()
+	args := cmd.Args
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	cmd.Env = append(os.Environ(), "SOCKREAP_STATE_DIR="+t.TempDir())
@@ -97,7 +108,11 @@ func TestBadInvocations(t *testing.T) {
 
 func TestRefusesOwnAndHostNetns(t *testing.T) {
 	nettest.RequireRoot(t)
-	oneLine(t, run(t, "drain", "--netns", "/proc/self/ns/net"), "refusing", "own network namespace")
+	// sockreap runs in the host's namespace here: that is what it says.
+	oneLine(t, run(t, "drain", "--netns", "/proc/self/ns/net"), "refusing", "host's network namespace")
+	// Inside another namespace, its own is refused as its own.
+	x := nettest.NewNetns(t)
+	oneLine(t, runIn(t, x.Name, "drain", "--netns", "/proc/self/ns/net"), "refusing", "own network namespace")
 	oneLine(t, run(t, "drain", "--pid", "1"), "")
 	oneLine(t, run(t, "ls", "--netns", "/proc/self/ns/net"), "refusing")
 }
