@@ -18,6 +18,7 @@ import (
 type SystemNamespaces struct{}
 
 func (SystemNamespaces) IDOf(path string) (netns.ID, error)       { return netns.IDOf(path) }
+func (SystemNamespaces) Classify(path string) oci.NetnsPath       { return oci.ClassifyNetnsPath(path) }
 func (SystemNamespaces) Open(path string) (*netns.NS, error)      { return netns.Open(path) }
 func (SystemNamespaces) IsHost(id netns.ID) (host, verified bool) { return netns.IsHost(id) }
 func (SystemNamespaces) Self() (netns.ID, error)                  { return netns.Self() }

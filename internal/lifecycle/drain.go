@@ -18,17 +18,16 @@ import (
 // runs in. A path that is no longer a namespace mount is nothing to drain.
 func (c *Core) DrainPath(ctx context.Context, path string) Outcome {
 	var o Outcome
-	if oci.IsProcPath(path) {
+	switch np := c.Namespaces.Classify(path); np.Kind {
+	case oci.NetnsProc:
 		o.Action = Refused
-		o.Err = fmt.Errorf("refusing to drain %s: a /proc path names a process, not a namespace, and may be stale", path)
+		o.Err = fmt.Errorf("refusing to drain %s: it leads into /proc, which names a process, not a namespace, and may be stale", path)
 		return o
-	}
-	if _, err := c.Namespaces.IDOf(path); err != nil {
-		if errors.Is(err, netns.ErrNotNetns) {
-			o.Action, o.Reason = NothingToDrain, path+" is not a network namespace mount (already released)"
-			return o
-		}
-		return o.fail(err)
+	case oci.NetnsNsfs:
+		path = np.Resolved
+	default:
+		o.Action, o.Reason = NothingToDrain, path+" is not a network namespace mount (already released)"
+		return o
 	}
 	return c.openAndDrain(ctx, path, Hint{Everyone: true})
 }

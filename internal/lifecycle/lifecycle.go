@@ -49,6 +49,9 @@ type Namespaces interface {
 	// IDOf identifies the nsfs file at path; a file that is not one is
 	// an error wrapping netns.ErrNotNetns.
 	IDOf(path string) (netns.ID, error)
+	// Classify tells what a namespace path from config.json or a front
+	// end leads to (oci.ClassifyNetnsPath), judged by where it leads.
+	Classify(path string) oci.NetnsPath
 	Open(path string) (*netns.NS, error)
 	// IsHost tells whether id is the host's namespace; verified is false
 	// when the host's could not be identified.

@@ -96,6 +96,16 @@ func (f *fakeNamespaces) IDOf(path string) (netns.ID, error) {
 	return id, nil
 }
 
+func (f *fakeNamespaces) Classify(path string) oci.NetnsPath {
+	if strings.HasPrefix(path, "/proc/") {
+		return oci.NetnsPath{Kind: oci.NetnsProc, Resolved: path}
+	}
+	if _, ok := f.paths[path]; ok {
+		return oci.NetnsPath{Kind: oci.NetnsNsfs, Resolved: path}
+	}
+	return oci.NetnsPath{Kind: oci.NetnsGone, Resolved: path}
+}
+
 func (f *fakeNamespaces) Open(path string) (*netns.NS, error) {
 	id, err := f.IDOf(path)
 	if err != nil {

@@ -149,12 +149,14 @@ func (c *Core) Poststop(ctx context.Context, st *specs.State) Outcome {
 		o.warn("no pin for container %s at %s and config.json names no namespace path: was the createRuntime hook installed?", st.ID, c.Pins.Path(st.ID))
 		return o
 	}
-	if oci.IsProcPath(path) {
+	switch np := c.Namespaces.Classify(path); np.Kind {
+	case oci.NetnsProc:
 		o.Action = NothingToDrain
 		o.warn("config.json names the namespace by process (%s), which is stale after the container stopped; not trusted", path)
 		return o
-	}
-	if _, err := c.Namespaces.IDOf(path); err != nil {
+	case oci.NetnsNsfs:
+		path = np.Resolved // open what was judged, not a link changed meanwhile
+	default:
 		o.Action = NothingToDrain
 		o.warn("config.json namespace path %s is not a network namespace mount (already released)", path)
 		return o

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
@@ -141,13 +140,9 @@ func decodeHook(raw json.RawMessage, ourPath string) (map[string]json.RawMessage
 // editHooks applies edit to the createRuntime and poststop hook lists of
 // bundle/config.json and writes the file back if anything changed.
 func editHooks(bundle string, edit func(stage Stage, list []json.RawMessage) ([]json.RawMessage, error)) (bool, error) {
-	path := ConfigPath(bundle)
-	if real, err := filepath.EvalSymlinks(path); err == nil {
-		path = real
-	}
-	orig, err := os.ReadFile(path)
+	path, orig, err := readConfigFile(ConfigPath(bundle))
 	if err != nil {
-		return false, fmt.Errorf("edit hooks: read bundle config %s: %w", path, err)
+		return false, fmt.Errorf("edit hooks: %w", err)
 	}
 	var doc map[string]json.RawMessage
 	if err := json.Unmarshal(orig, &doc); err != nil {
@@ -224,10 +219,9 @@ func sameJSON(a, b []byte) bool {
 // stage. poststop uses it to tell a container whose createRuntime hook
 // never ran (the runtime failed before it) from one installed without it.
 func HasHook(bundle string, stage Stage) (bool, error) {
-	path := ConfigPath(bundle)
-	b, err := os.ReadFile(path)
+	path, b, err := readConfigFile(ConfigPath(bundle))
 	if err != nil {
-		return false, fmt.Errorf("read bundle config %s: %w", path, err)
+		return false, err
 	}
 	var doc struct {
 		Hooks map[string][]json.RawMessage `json:"hooks"`
