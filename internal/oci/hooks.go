@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
@@ -149,13 +148,9 @@ func decodeHook(raw json.RawMessage, ourPath string) (map[string]json.RawMessage
 // editHooks applies edit to the createRuntime and poststop hook lists of
 // bundle/config.json and writes the file back if anything changed.
 func editHooks(bundle string, edit func(stage string, list []json.RawMessage) ([]json.RawMessage, error)) (bool, error) {
-	path := ConfigPath(bundle)
-	if real, err := filepath.EvalSymlinks(path); err == nil {
-		path = real
-	}
-	orig, err := os.ReadFile(path)
+	path, orig, err := readConfigFile(ConfigPath(bundle))
 	if err != nil {
-		return false, fmt.Errorf("edit hooks: read bundle config %s: %w", path, err)
+		return false, fmt.Errorf("edit hooks: %w", err)
 	}
 	var doc map[string]json.RawMessage
 	if err := json.Unmarshal(orig, &doc); err != nil {
