@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/pelletier/go-toml/v2"
+	"github.com/sockreap/sockreap/internal/oci"
 )
 
 // DefaultConfigPath is the shim's optional configuration file.
@@ -32,7 +33,7 @@ type Config struct {
 }
 
 // DefaultHookTimeout leaves the hook (2 s budget by default) ample room.
-const DefaultHookTimeout = 10
+const DefaultHookTimeout = oci.DefaultHookTimeout
 
 // LoadConfig reads the config file (a missing file is fine: defaults) and
 // applies the environment and the flags of inv.
