@@ -139,6 +139,7 @@ func NewFlags(env *Env, c *Command) *flag.FlagSet {
 				fmt.Fprintln(w)
 			})
 		}
+		fmt.Fprintf(w, "\n%s\n", exitCodesHelp)
 	}
 	return fs
 }

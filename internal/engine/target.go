@@ -44,8 +44,7 @@ func (t DockerTarget) Plan() ([]*Edit, error) {
 }
 
 // PlanRemove drops runtimes.sockreap (and runtimes, when nothing else is
-// left in it); a default-runtime of sockreap goes too, so Docker's own
-// default, runc, applies again.
+// left in it); a default-runtime of sockreap becomes runc again.
 func (t DockerTarget) PlanRemove() ([]*Edit, error) {
 	return planFile(t.Config, func(old []byte, exists bool) (*Edit, error) {
 		e := &Edit{Path: t.Config, Old: old, Exists: exists, New: old, Removal: true}
@@ -66,8 +65,11 @@ func (t DockerTarget) PlanRemove() ([]*Edit, error) {
 			}
 		}
 		if cfg["default-runtime"] == RuntimeName {
-			delete(cfg, "default-runtime")
-			e.Notes = append(e.Notes, "default-runtime was sockreap: removed, so Docker's default runtime (runc) applies again")
+			// Set, not deleted: dockerd's reload keeps a default-runtime
+			// the file no longer names, and one naming a runtime that is
+			// gone crashes dockerd 20.10 (nil runtime in its info).
+			cfg["default-runtime"] = "runc"
+			e.Notes = append(e.Notes, "default-runtime was sockreap: set back to runc")
 		}
 		if reflect.DeepEqual(orig, cfg) {
 			return e, nil
