@@ -87,10 +87,10 @@ func readDoc(t *testing.T, bundle string) map[string]any {
 	return m
 }
 
-func hookList(t *testing.T, doc map[string]any, stage string) []map[string]any {
+func hookList(t *testing.T, doc map[string]any, stage Stage) []map[string]any {
 	t.Helper()
 	hooks, _ := doc["hooks"].(map[string]any)
-	raw, _ := hooks[stage].([]any)
+	raw, _ := hooks[string(stage)].([]any)
 	var out []map[string]any
 	for _, h := range raw {
 		out = append(out, h.(map[string]any))
