@@ -1,8 +1,12 @@
 package nriplugin
 
-import "github.com/sockreap/sockreap/internal/config"
+import (
+	"github.com/sockreap/sockreap/internal/config"
+	"github.com/sockreap/sockreap/internal/lifecycle"
+)
 
-// newDrainer returns the drain core configured by cfg.
+// newDrainer returns the lifecycle core configured by cfg: the same
+// decisions as the OCI hook's poststop.
 func newDrainer(cfg *config.Config) Drainer {
-	return ReapDrainer{StateDir: cfg.StateDir, Options: cfg.DrainOptions(0)}
+	return lifecycle.New(cfg.StateDir, cfg.DrainOptions(0))
 }

@@ -22,12 +22,13 @@ import (
 // DefaultLogFile receives the plugin's JSON lines; "-" means stderr.
 const DefaultLogFile = "/var/log/sockreap/nri.log"
 
-// DefaultMetricsAddr is where --metrics-addr=on serves /metrics.
+// DefaultMetricsAddr is where metrics_addr "on" serves /metrics.
 const DefaultMetricsAddr = "127.0.0.1:9863"
 
-// Settings are the plugin's flags; a pre-registered plugin, which the
+// Settings are the plugin's flags. A pre-registered plugin, which the
 // runtime starts without arguments, takes the same keys from its NRI
-// drop-in configuration (/etc/nri/conf.d/NN-sockreap.conf, TOML).
+// drop-in configuration (/etc/nri/conf.d/NN-sockreap.conf, TOML), which
+// the runtime hands over once connected.
 type Settings struct {
 	Socket      string `toml:"socket"`
 	Name        string `toml:"name"`
@@ -35,6 +36,7 @@ type Settings struct {
 	Budget      string `toml:"budget"`
 	MetricsAddr string `toml:"metrics_addr"`
 	LogFile     string `toml:"log_file"`
+	StateDir    string `toml:"state_dir"`
 	Config      string `toml:"config"`
 }
 
@@ -44,7 +46,7 @@ func ParseDropIn(text string, s *Settings) error {
 	dec := toml.NewDecoder(bytes.NewReader([]byte(text)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(s); err != nil {
-		return fmt.Errorf("NRI configuration for sockreap: %w (keys: socket, name, idx, budget, metrics_addr, log_file, config)", err)
+		return fmt.Errorf("NRI configuration for sockreap: %w (keys: budget, metrics_addr, log_file, state_dir, config)", err)
 	}
 	return nil
 }
@@ -60,6 +62,24 @@ func (s *Settings) budget() (time.Duration, error) {
 	return d, nil
 }
 
+// drainConfig loads sockreap's configuration file (drain protocols, orphan
+// policy, state directory) under the settings.
+func (s *Settings) drainConfig() (*config.Config, error) {
+	path, required := s.Config, s.Config != ""
+	if path == "" {
+		path = config.DefaultPath
+	}
+	cfg, err := config.Load(path, required)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ApplyEnv(os.Getenv)
+	if s.StateDir != "" {
+		cfg.StateDir = s.StateDir
+	}
+	return cfg, nil
+}
+
 // openLog opens the JSON log named by path ("-": stderr).
 func openLog(path string, stderr io.Writer) (*slog.Logger, func() error, error) {
 	if path == "-" {
@@ -68,19 +88,81 @@ func openLog(path string, stderr io.Writer) (*slog.Logger, func() error, error) 
 	return logging.Open(path, slog.LevelInfo, stderr)
 }
 
+// agent applies settings to a running plugin: at start from the flags, and
+// again from the runtime's drop-in configuration.
+type agent struct {
+	p       *Plugin
+	stderr  io.Writer
+	mu      sync.Mutex
+	applied Settings
+	closeFn func() error
+	metrics bool
+}
+
+// apply makes s the plugin's settings; what cannot be applied is kept as
+// it was and returned as an error.
+func (a *agent) apply(ctx context.Context, s Settings) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var errs []error
+	if b, err := s.budget(); err != nil {
+		errs = append(errs, err)
+	} else {
+		a.p.SetBudget(b)
+	}
+	if a.closeFn == nil || s.LogFile != a.applied.LogFile {
+		l, c, err := openLog(s.LogFile, a.stderr)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if a.closeFn != nil {
+			_ = a.closeFn()
+		}
+		a.p.SetLog(l)
+		a.closeFn = c
+	}
+	if cfg, err := s.drainConfig(); err != nil {
+		errs = append(errs, err)
+	} else {
+		a.p.SetDrainer(newDrainer(cfg))
+	}
+	if s.MetricsAddr != "" && !a.metrics {
+		addr := s.MetricsAddr
+		if addr == "on" {
+			addr = DefaultMetricsAddr
+		}
+		if err := startMetrics(ctx, addr, a.p); err != nil {
+			errs = append(errs, err)
+		} else {
+			a.metrics = true
+		}
+	}
+	a.applied = s
+	return errors.Join(errs...)
+}
+
+func (a *agent) close() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closeFn != nil {
+		_ = a.closeFn()
+	}
+}
+
 // Main runs sockreap-nri with args (without the program name) and returns
 // its exit code.
 func Main(args []string, stderr io.Writer) int {
 	s := Settings{LogFile: DefaultLogFile, Budget: DefaultBudget.String()}
 	fs := flag.NewFlagSet("sockreap-nri", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&s.Socket, "socket", "", "NRI socket to connect to as a daemon (default /var/run/nri/nri.sock); ignored when the runtime starts the plugin")
+	fs.StringVar(&s.Socket, "socket", "", "NRI socket to connect to as a daemon (default /var/run/nri/nri.sock); unused when the runtime starts the plugin")
 	fs.StringVar(&s.Name, "name", DefaultName, "plugin name to register with")
-	fs.StringVar(&s.Idx, "idx", DefaultIdx, "plugin index (two digits; orders plugins)")
-	fs.StringVar(&s.Budget, "budget", s.Budget, "longest a pod's drain may take; the runtime's request timeout (NRI default 2s) shortens it")
-	fs.StringVar(&s.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this address (\"on\" means "+DefaultMetricsAddr+"); off when empty")
-	fs.StringVar(&s.LogFile, "log-file", s.LogFile, "JSON log file, one line per pod; - for stderr")
-	fs.StringVar(&s.Config, "config", "", "sockreap configuration file (state_dir, protocols, orphans; default "+config.DefaultPath+")")
+	fs.StringVar(&s.Idx, "idx", DefaultIdx, "plugin index, two digits (orders the runtime's plugins)")
+	fs.StringVar(&s.Budget, "budget", s.Budget, "longest a pod's drain may take; the runtime's request timeout (NRI's default 2s) shortens it")
+	fs.StringVar(&s.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this address (\"on\": "+DefaultMetricsAddr+"); off when empty")
+	fs.StringVar(&s.LogFile, "log-file", s.LogFile, "JSON log, one line per pod; - for stderr")
+	fs.StringVar(&s.StateDir, "state-dir", "", "directory of the kernel probe cache (default: the configuration file's state_dir, "+config.DefaultStateDir+")")
+	fs.StringVar(&s.Config, "config", "", "sockreap configuration file: protocols, orphans, state_dir (default "+config.DefaultPath+")")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -91,74 +173,34 @@ func Main(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sockreap-nri: unexpected argument %q; it takes flags only (see -h)\n", fs.Arg(0))
 		return 2
 	}
-	budget, err := s.budget()
-	if err != nil {
-		fmt.Fprintf(stderr, "sockreap-nri: %v\n", err)
-		return 2
-	}
-	cfgPath, required := s.Config, s.Config != ""
-	if cfgPath == "" {
-		cfgPath = config.DefaultPath
-	}
-	cfg, err := config.Load(cfgPath, required)
-	if err != nil {
-		fmt.Fprintf(stderr, "sockreap-nri: %v\n", err)
-		return 2
-	}
-	cfg.ApplyEnv(os.Getenv)
-
-	log, closeLog, err := openLog(s.LogFile, stderr)
-	if err != nil {
-		fmt.Fprintf(stderr, "sockreap-nri: %v; logging to stderr\n", err)
-	}
-	var mu sync.Mutex
-	defer func() { mu.Lock(); closeLog(); mu.Unlock() }()
-
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	drainer := newDrainer(cfg)
-	p := New(drainer, log, budget)
-	metrics, err := startMetrics(ctx, s.MetricsAddr, p)
-	if err != nil {
-		log.Error("metrics endpoint not started", "error", err.Error())
+	a := &agent{p: New(nil, nil, 0), stderr: stderr}
+	defer a.close()
+	if err := a.apply(ctx, s); err != nil {
+		// Bad flags are the operator's to fix now; a pre-registered
+		// plugin has no flags and gets here with the defaults.
+		fmt.Fprintf(stderr, "sockreap-nri: %v\n", err)
+		return 2
 	}
-	_ = metrics
-
 	conn := Conn{Socket: s.Socket, Name: s.Name, Idx: s.Idx}
 	conn.Configure = func(text string) error {
-		// The runtime's drop-in configuration (pre-registered plugin).
 		ds := s
-		if err := ParseDropIn(text, &ds); err != nil {
-			log.Error("ignoring NRI configuration", "error", err.Error())
-			return nil
+		err := ParseDropIn(text, &ds)
+		if err == nil {
+			err = a.apply(ctx, ds)
 		}
-		if b, err := ds.budget(); err != nil {
-			log.Error("ignoring NRI configuration budget", "error", err.Error())
-		} else {
-			p.SetBudget(b)
-		}
-		if ds.LogFile != s.LogFile {
-			l, c, err := openLog(ds.LogFile, stderr)
-			if err != nil {
-				log.Error("keeping the log file", "error", err.Error())
-			} else {
-				p.SetLog(l)
-				mu.Lock()
-				closeLog, log = c, l
-				mu.Unlock()
-			}
-		}
-		if ds.MetricsAddr != "" && s.MetricsAddr == "" {
-			if _, err := startMetrics(ctx, ds.MetricsAddr, p); err != nil {
-				p.logger().Error("metrics endpoint not started", "error", err.Error())
-			}
+		if err != nil {
+			// Fail open: a bad drop-in must not keep the plugin (and
+			// with it every pod stop) from working with what it has.
+			a.p.logger().Error("NRI configuration not fully applied", "error", err.Error())
 		}
 		return nil
 	}
-	p.logger().Info("starting", "launched", Launched(), "budget_ms", budget.Milliseconds(), "state_dir", cfg.StateDir)
-	if err := p.Serve(ctx, conn); err != nil {
-		p.logger().Error("stopped", "error", err.Error())
+	a.p.logger().Info("starting", "launched", Launched(), "budget", s.Budget)
+	if err := a.p.Serve(ctx, conn); err != nil {
+		a.p.logger().Error("stopped", "error", err.Error())
 		fmt.Fprintf(stderr, "sockreap-nri: %v\n", err)
 		return 1
 	}

@@ -5,10 +5,7 @@ import (
 	"errors"
 )
 
-// startMetrics serves /metrics on addr ("" off, "on" the default address).
-func startMetrics(ctx context.Context, addr string, p *Plugin) (func(), error) {
-	if addr == "" {
-		return func() {}, nil
-	}
-	return nil, errors.New("metrics endpoint not available in this build")
+// startMetrics serves /metrics on addr until ctx is done.
+func startMetrics(ctx context.Context, addr string, p *Plugin) error {
+	return errors.New("metrics endpoint not available in this build")
 }

@@ -37,21 +37,25 @@ type Drainer interface {
 // Plugin handles NRI pod events. Its exported fields are read-only once it
 // serves; the budget and the log may change when the runtime configures it.
 type Plugin struct {
-	Drainer Drainer
 	// Observe, when set, is called with every pod's result (metrics).
 	Observe func(Result)
 
-	budget atomic.Int64 // nanoseconds; 0 means DefaultBudget
-	log    atomic.Pointer[slog.Logger]
+	drainer atomic.Pointer[Drainer]
+	budget  atomic.Int64 // nanoseconds; 0 means DefaultBudget
+	log     atomic.Pointer[slog.Logger]
 }
 
 // New returns a plugin draining with d and logging to log.
 func New(d Drainer, log *slog.Logger, budget time.Duration) *Plugin {
-	p := &Plugin{Drainer: d}
+	p := &Plugin{}
+	p.SetDrainer(d)
 	p.SetLog(log)
 	p.SetBudget(budget)
 	return p
 }
+
+// SetDrainer makes the plugin drain with d.
+func (p *Plugin) SetDrainer(d Drainer) { p.drainer.Store(&d) }
 
 // SetBudget bounds a StopPodSandbox; 0 means DefaultBudget. The runtime's
 // request deadline shortens it.
@@ -130,7 +134,7 @@ func (p *Plugin) stop(ctx context.Context, pod *api.PodSandbox, budget time.Dura
 				done <- Outcome{Action: Failed, Err: fmt.Errorf("drain of %s panicked: %v\n%s", path, r, debug.Stack())}
 			}
 		}()
-		done <- p.Drainer.DrainPath(dctx, path)
+		done <- (*p.drainer.Load()).DrainPath(dctx, path)
 	}()
 	// The drain honours its context; the extra wait only guards against a
 	// drain that does not, so the runtime still gets its answer in time.

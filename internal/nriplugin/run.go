@@ -23,7 +23,7 @@ const (
 // Backoff bounds for reconnecting to the runtime's NRI socket.
 const (
 	minBackoff = 100 * time.Millisecond
-	maxBackoff = 5 * time.Second
+	maxBackoff = 2 * time.Second
 )
 
 // Launched tells whether the runtime started this process as a
@@ -50,19 +50,32 @@ type Conn struct {
 func (p *Plugin) Serve(ctx context.Context, c Conn) error {
 	launched := Launched()
 	backoff := minBackoff
+	warned := false
 	for {
 		started := time.Now()
-		err := p.serveOnce(ctx, c, launched)
+		registered, err := p.serveOnce(ctx, c, launched)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if launched {
+			if registered {
+				p.logger().Info("the runtime closed the connection; exiting (the runtime starts the plugin again)")
+				return nil
+			}
 			return err
+		}
+		if registered {
+			warned = false
 		}
 		if time.Since(started) > maxBackoff {
 			backoff = minBackoff
 		}
-		p.logger().Warn("NRI connection lost; reconnecting", "socket", c.socketPath(), "retry_in_ms", backoff.Milliseconds(), "error", errString(err))
+		// One warning per outage; the retries in between are debug.
+		level := slog.LevelDebug
+		if !warned {
+			level, warned = slog.LevelWarn, true
+		}
+		p.logger().Log(ctx, level, "not connected to NRI; retrying", "socket", c.socketPath(), "retry_in_ms", backoff.Milliseconds(), "error", errString(err))
 		select {
 		case <-ctx.Done():
 			return nil
@@ -79,7 +92,8 @@ func (c Conn) socketPath() string {
 	return c.Socket
 }
 
-func (p *Plugin) serveOnce(ctx context.Context, c Conn, launched bool) error {
+// serveOnce registers and serves one connection until it closes.
+func (p *Plugin) serveOnce(ctx context.Context, c Conn, launched bool) (registered bool, err error) {
 	opts := []stub.Option{stub.WithOnClose(func() {}), stub.WithLogger(nriLogger{p.logger()})}
 	// A launched plugin registers under the name and index the runtime
 	// gave it (its file name NN-name); the stub reads them from the
@@ -90,17 +104,19 @@ func (p *Plugin) serveOnce(ctx context.Context, c Conn, launched bool) error {
 	if !launched || os.Getenv(api.PluginIdxEnvVar) == "" {
 		opts = append(opts, stub.WithPluginIdx(orDefault(c.Idx, DefaultIdx)))
 	}
+	where := "connection from the runtime"
 	if !launched {
-		opts = append(opts, stub.WithSocketPath(c.socketPath()))
+		where = c.socketPath()
+		opts = append(opts, stub.WithSocketPath(where))
 	}
 	s, err := stub.New(&handlers{p: p, c: c}, opts...)
 	if err != nil {
-		return fmt.Errorf("create NRI plugin: %w", err)
+		return false, fmt.Errorf("create NRI plugin: %w", err)
 	}
 	if err := s.Start(ctx); err != nil {
-		return fmt.Errorf("register with NRI at %s: %w", c.socketPath(), err)
+		return false, fmt.Errorf("register with NRI at %s: %w", where, err)
 	}
-	p.logger().Info("registered with NRI", "socket", c.socketPath(), "launched", launched, "request_timeout_ms", s.RequestTimeout().Milliseconds())
+	p.logger().Info("registered with NRI", "socket", where, "request_timeout_ms", s.RequestTimeout().Milliseconds())
 	if c.Connected != nil {
 		c.Connected()
 	}
@@ -114,7 +130,7 @@ func (p *Plugin) serveOnce(ctx context.Context, c Conn, launched bool) error {
 	}()
 	s.Wait()
 	close(stopped)
-	return errors.New("connection closed by the runtime")
+	return true, errors.New("connection closed by the runtime")
 }
 
 // handlers is what the NRI stub sees: only the events sockreap acts on.
