@@ -32,8 +32,12 @@ type exitCase struct {
 func runCase(t *testing.T, tc exitCase) {
 	t.Helper()
 	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.toml") // empty: the defaults
+	if err := os.WriteFile(cfg, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(testbin.Path("sockreap-hook"), tc.args...)
-	cmd.Env = append(os.Environ(), "SOCKREAP_CONFIG="+os.DevNull, "SOCKREAP_LOG="+filepath.Join(dir, "hook.log"))
+	cmd.Env = append(os.Environ(), "SOCKREAP_CONFIG="+cfg, "SOCKREAP_LOG="+filepath.Join(dir, "hook.log"))
 	if tc.stdin != "" {
 		cmd.Stdin = strings.NewReader(tc.stdin)
 	}
@@ -108,9 +112,9 @@ func TestExitCodes(t *testing.T) {
 
 		{"gc, stray argument", []string{"gc", "x"}, "", exitUsage, "unexpected argument"},
 		{"gc, bad flag", []string{"gc", "--bogus"}, "", exitUsage, "bogus"},
-		{"gc, state dir unusable", []string{"gc", "--state-dir", file, "--log", os.DevNull}, "", exitFailure, "list pins"},
+		{"gc, state dir unusable", []string{"gc", "--state-dir", file, "--log", os.DevNull}, "", exitFailure, "state directory"},
 		{"gc, nothing pinned", []string{"gc", "--state-dir", dir, "--log", os.DevNull}, "", exitOK, "no pins"},
-		{"pins, state dir unusable", []string{"pins", "--state-dir", file}, "", exitFailure, "list pins"},
+		{"pins, state dir unusable", []string{"pins", "--state-dir", file}, "", exitFailure, "state directory"},
 		{"pins, stray argument", []string{"pins", "x"}, "", exitUsage, "unexpected argument"},
 		{"doctor, bad flag", []string{"doctor", "--bogus"}, "", exitUsage, "bogus"},
 
