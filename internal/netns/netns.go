@@ -83,6 +83,9 @@ func idOfFd(fd int) (ID, error) {
 	return ID{Dev: uint64(st.Dev), Ino: st.Ino}, nil
 }
 
+// IDOfFd returns the identity of the network namespace open as fd.
+func IDOfFd(fd int) (ID, error) { return idOfFd(fd) }
+
 // IDOf returns the identity of the namespace at path without keeping it open.
 func IDOf(path string) (ID, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)

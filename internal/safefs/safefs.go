@@ -162,14 +162,20 @@ func CheckOwnDir(path string) error {
 	return ownerOK(path, &st)
 }
 
-// CheckDir checks the directory path with CheckOwnDir, and each of its
-// ancestors after resolving symlinks: none may be writable by group or
-// others unless it is sticky (like /tmp), so that nobody but root and the
-// caller can swap path for something else.
+// CheckDir checks the directory path with CheckOwnDir and its ancestors
+// with CheckParents.
 func CheckDir(path string) error {
 	if err := CheckOwnDir(path); err != nil {
 		return err
 	}
+	return CheckParents(path)
+}
+
+// CheckParents checks each ancestor of path after resolving symlinks: none
+// may be writable by group or others unless it is sticky (like /tmp), nor
+// owned by anyone but root or the caller, so that nobody else can swap
+// path for something else.
+func CheckParents(path string) error {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return err
