@@ -1,143 +1,25 @@
-// Command image builds sockreap's container image without a container
-// engine: one layer with the static binaries (sockreap-hook, -shim, -nri)
-// in /usr/local/bin and a static busybox for the installer's shell steps,
-// written as a docker-save archive that `docker load` and
-// `ctr images import` both read. No registry is needed.
+// Command image writes sockreap's container image as a docker-save archive
+// (package image); make image runs it.
 //
-// Usage: go run ./scripts/image -o bin/sockreap-image.tar -tag sockreap/sockreap:dev bin/sockreap-hook bin/sockreap-shim bin/sockreap-nri
+// Usage: go run ./scripts/image -o bin/sockreap-image.tar -tag sockreap/sockreap:local bin/sockreap-hook bin/sockreap-shim bin/sockreap-nri
 package main
 
 import (
-	"archive/tar"
-	"bytes"
 	"flag"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
-	"strings"
-	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/sockreap/sockreap/internal/image"
 )
-
-// applets are the busybox commands the installer's script uses.
-var applets = []string{"sh", "cp", "mv", "rm", "mkdir", "chmod", "cat", "test", "sleep", "ls", "echo"}
 
 func main() {
 	out := flag.String("o", "bin/sockreap-image.tar", "archive to write")
-	tag := flag.String("tag", "sockreap/sockreap:dev", "image reference the archive names")
+	tag := flag.String("tag", image.DefaultRef, "image reference the archive names")
 	busybox := flag.String("busybox", "", "static busybox to include (default: busybox on PATH)")
 	flag.Parse()
-	if err := build(*out, *tag, *busybox, flag.Args()); err != nil {
+	if err := image.Build(*out, *tag, *busybox, flag.Args()); err != nil {
 		fmt.Fprintf(os.Stderr, "image: %v\n", err)
 		os.Exit(1)
 	}
-}
-
-func build(out, ref, busybox string, bins []string) error {
-	if len(bins) == 0 {
-		return fmt.Errorf("name the binaries to put in /usr/local/bin (make build makes them)")
-	}
-	tagged, err := name.NewTag(ref)
-	if err != nil {
-		return fmt.Errorf("tag %q: %w", ref, err)
-	}
-	if busybox == "" {
-		if busybox, err = exec.LookPath("busybox"); err != nil {
-			return fmt.Errorf("busybox not found: install busybox-static (make deps) or pass -busybox")
-		}
-	}
-	rootfs, err := rootfs(busybox, bins)
-	if err != nil {
-		return err
-	}
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(rootfs)), nil })
-	if err != nil {
-		return err
-	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	if err != nil {
-		return err
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return err
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", runtime.GOARCH
-	cf.Created = v1.Time{Time: time.Unix(0, 0).UTC()} // reproducible
-	cf.Config.Env = []string{"PATH=/usr/local/bin:/bin"}
-	cf.Config.Entrypoint = []string{"/usr/local/bin/sockreap-nri"}
-	cf.Config.Labels = map[string]string{"org.opencontainers.image.title": "sockreap"}
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return err
-	}
-	tmp := out + ".tmp"
-	if err := tarball.WriteToFile(tmp, tagged, img); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", out, err)
-	}
-	if err := os.Rename(tmp, out); err != nil {
-		return err
-	}
-	fmt.Printf("wrote %s (%s): import with `docker load -i %s` or `ctr -n k8s.io images import %s`\n", out, tagged, out, out)
-	return nil
-}
-
-// rootfs is the layer: /usr/local/bin with the binaries, /bin with busybox
-// and its applets, and the empty directories a container expects.
-func rootfs(busybox string, bins []string) ([]byte, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	epoch := time.Unix(0, 0)
-	dir := func(n string) error {
-		return tw.WriteHeader(&tar.Header{Name: n + "/", Mode: 0o755, Typeflag: tar.TypeDir, ModTime: epoch})
-	}
-	file := func(n, src string) error {
-		b, err := os.ReadFile(src)
-		if err != nil {
-			return err
-		}
-		if err := tw.WriteHeader(&tar.Header{Name: n, Mode: 0o755, Size: int64(len(b)), Typeflag: tar.TypeReg, ModTime: epoch}); err != nil {
-			return err
-		}
-		_, err = tw.Write(b)
-		return err
-	}
-	for _, d := range []string{"bin", "dev", "etc", "proc", "sys", "tmp", "run", "var", "var/log", "usr", "usr/local", "usr/local/bin"} {
-		if err := dir(d); err != nil {
-			return nil, err
-		}
-	}
-	if err := file("bin/busybox", busybox); err != nil {
-		return nil, err
-	}
-	for _, a := range applets {
-		if err := tw.WriteHeader(&tar.Header{Name: "bin/" + a, Linkname: "busybox", Typeflag: tar.TypeSymlink, Mode: 0o777, ModTime: epoch}); err != nil {
-			return nil, err
-		}
-	}
-	for _, b := range bins {
-		base := filepath.Base(b)
-		if !strings.HasPrefix(base, "sockreap-") {
-			return nil, fmt.Errorf("%s: expected a sockreap-* binary", b)
-		}
-		if err := file("usr/local/bin/"+base, b); err != nil {
-			return nil, err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	fmt.Printf("wrote %s (%s): import with `docker load -i %s` or `ctr -n k8s.io images import %s`\n", *out, *tag, *out, *out)
 }
