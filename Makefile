@@ -15,6 +15,7 @@ all: build
 build:
 	$(GOBUILD) -o bin/sockreap-hook ./hook
 	$(GOBUILD) -o bin/sockreap-shim ./shim
+	$(GOBUILD) -o bin/sockreap-nri ./nri
 
 # Installs the packages the tests need (root on Debian/Ubuntu), then runs
 # every test, integration tests against the real kernel and runtimes included.

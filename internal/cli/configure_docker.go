@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"syscall"
 
 	"github.com/sockreap/sockreap/internal/engine"
 )
@@ -32,18 +31,23 @@ func runConfigureDocker(env *Env, c *Command, args []string) int {
 	if err != nil {
 		return Usagef(env, c.Name, "%v", err)
 	}
-	if _, err := engine.Commit(env.Stdout, []*engine.Edit{e}, *dryRun); err != nil {
+	changed, err := engine.Commit(env.Stdout, []*engine.Edit{e}, *dryRun)
+	if err != nil {
 		fmt.Fprintf(env.Stderr, "%s %s: %v\n", Prog, c.Name, err)
 		return 1
 	}
 	if *dryRun {
 		return ExitOK
 	}
+	if *reload && !changed {
+		fmt.Fprintf(env.Stdout, "daemon.json unchanged: dockerd not signalled (if it has not loaded this file yet: kill -HUP $(cat %s))\n", *pidfile)
+		return ExitOK
+	}
 	if !*reload {
 		fmt.Fprintf(env.Stdout, "dockerd picks this up on SIGHUP (run again with --reload, or: kill -HUP $(cat %s)); no restart needed\n", *pidfile)
 		return ExitOK
 	}
-	pid, err := engine.SignalPidfile(*pidfile, syscall.SIGHUP)
+	pid, err := engine.SignalDockerd(*pidfile)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "%s %s: reload: %v; start dockerd or pass --pidfile\n", Prog, c.Name, err)
 		return 1

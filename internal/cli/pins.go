@@ -3,9 +3,11 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"text/tabwriter"
 	"time"
 
+	"github.com/sockreap/sockreap/internal/lifecycle"
 	"github.com/sockreap/sockreap/internal/netns"
 	"github.com/sockreap/sockreap/internal/pin"
 )
@@ -54,8 +56,7 @@ func describePin(p *pin.Pin, now time.Time) pinInfo {
 func runPins(env *Env, c *Command, args []string) int {
 	var cf commonFlags
 	fs := NewFlags(env, c)
-	fs.StringVar(&cf.stateDir, "state-dir", "", "state directory holding the pins (default /run/sockreap, or $SOCKREAP_STATE_DIR)")
-	fs.StringVar(&cf.configPath, "config", "", "configuration file (default /etc/sockreap/config.toml)")
+	cf.addConfig(fs)
 	asJSON := fs.Bool("json", false, "print a JSON array")
 	if code, done := Parse(env, fs, args); done {
 		return code
@@ -63,12 +64,14 @@ func runPins(env *Env, c *Command, args []string) int {
 	if fs.NArg() > 0 {
 		return Usagef(env, c.Name, "unexpected argument %q", fs.Arg(0))
 	}
-	cf.logFile = "/dev/null" // listing logs nothing
-	s := cf.resolve(env)
+	o := cf.overrides()
+	o.LogFile = os.DevNull // listing logs nothing
+	s := resolve(env, o)
 	for _, p := range s.problems {
 		fmt.Fprintf(env.Stderr, "%s pins: warning: %v\n", Prog, p)
 	}
-	pins, err := s.store.List()
+	store := pin.Store{Dir: s.cfg.StateDir}
+	pins, err := store.List()
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "%s pins: %v\n", Prog, err)
 		return ExitUsage
@@ -85,7 +88,7 @@ func runPins(env *Env, c *Command, args []string) int {
 		return ExitOK
 	}
 	if len(infos) == 0 {
-		fmt.Fprintf(env.Stdout, "no pins in %s\n", s.store.Dir)
+		fmt.Fprintf(env.Stdout, "no pins in %s\n", store.Dir)
 		return ExitOK
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
@@ -101,7 +104,7 @@ func runPins(env *Env, c *Command, args []string) int {
 		}
 		procs := "none"
 		if len(pi.Processes) > 0 {
-			procs = describeProcs(pi.Processes)
+			procs = lifecycle.DescribeProcs(pi.Processes)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", pi.Container, ns, age, procs)
 	}

@@ -364,3 +364,25 @@ func TestRunUnknownStage(t *testing.T) {
 		t.Error("handled a non-file stdin")
 	}
 }
+
+// --strict=false is not strict: not for arguments that fail to parse, and
+// not over strict = true in the configuration file.
+func TestStrictFalse(t *testing.T) {
+	h := newHookEnv(t)
+	if code, stderr := h.run("", "poststop", "--strict=false", "--no-such-flag"); code != ExitOK {
+		t.Errorf("--strict=false with a bad flag: exit %d (%q), want 0: fail open", code, stderr)
+	}
+	if code, _ := h.run("", "poststop", "--strict", "--no-such-flag"); code == ExitOK {
+		t.Error("--strict with a bad flag exited 0")
+	}
+	cfg := filepath.Join(t.TempDir(), "strict.toml")
+	if err := os.WriteFile(cfg, []byte("strict = true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := h.run("", "poststop", "--config", cfg); code == ExitOK {
+		t.Error("strict = true in the file: a failing stage exited 0")
+	}
+	if code, stderr := h.run("", "poststop", "--config", cfg, "--strict=false"); code != ExitOK {
+		t.Errorf("--strict=false over strict = true: exit %d (%q), want 0", code, stderr)
+	}
+}

@@ -3,7 +3,6 @@ package cli
 import (
 	"flag"
 	"fmt"
-	"strings"
 
 	"github.com/sockreap/sockreap/internal/netns"
 )
@@ -46,17 +45,4 @@ func (t *targetFlags) open(env *Env, cmd string) (*netns.NS, int) {
 		fmt.Fprintf(env.Stderr, "%s %s: warning: %s\n", Prog, cmd, warning)
 	}
 	return ns, ExitOK
-}
-
-// describeProcs renders up to five processes for a message.
-func describeProcs(ps []netns.Proc) string {
-	var parts []string
-	for i, p := range ps {
-		if i == 5 {
-			parts = append(parts, fmt.Sprintf("and %d more", len(ps)-5))
-			break
-		}
-		parts = append(parts, fmt.Sprintf("%d %s", p.PID, p.Comm))
-	}
-	return strings.Join(parts, ", ")
 }

@@ -1,14 +1,10 @@
 package engine
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
 )
 
 // Commit prints what the edits do and, unless dryRun, applies them. With
@@ -73,23 +69,4 @@ func Sibling(name string) string {
 		self = r
 	}
 	return filepath.Join(filepath.Dir(self), name)
-}
-
-// SignalPidfile sends sig to the process whose pid is in pidfile.
-func SignalPidfile(pidfile string, sig syscall.Signal) (int, error) {
-	data, err := os.ReadFile(pidfile)
-	if err != nil {
-		return 0, fmt.Errorf("read pid file %s: %w", pidfile, err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil || pid <= 1 {
-		return 0, fmt.Errorf("pid file %s holds no valid pid (%q)", pidfile, strings.TrimSpace(string(data)))
-	}
-	if err := syscall.Kill(pid, sig); err != nil {
-		if errors.Is(err, syscall.ESRCH) {
-			return pid, fmt.Errorf("pid %d from %s is not running: %w", pid, pidfile, err)
-		}
-		return pid, fmt.Errorf("signal pid %d from %s: %w", pid, pidfile, err)
-	}
-	return pid, nil
 }

@@ -83,6 +83,9 @@ func idOfFd(fd int) (ID, error) {
 	return ID{Dev: uint64(st.Dev), Ino: st.Ino}, nil
 }
 
+// IDOfFd returns the identity of the network namespace open as fd.
+func IDOfFd(fd int) (ID, error) { return idOfFd(fd) }
+
 // IDOf returns the identity of the namespace at path without keeping it open.
 func IDOf(path string) (ID, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
@@ -201,19 +204,21 @@ var (
 	ErrSelf = errors.New("is sockreap's own network namespace")
 )
 
-// CheckTarget refuses the host's namespace and the caller's own. The warning
-// is non-empty when the host namespace could not be identified.
+// CheckTarget refuses the host's namespace and the caller's own. The host's
+// is looked at first: sockreap usually runs in it, and "the host's" is
+// what the operator must hear. The warning is non-empty when the host
+// namespace could not be identified.
 func CheckTarget(id ID) (warning string, err error) {
+	host, verified := IsHost(id)
+	if host {
+		return "", fmt.Errorf("network namespace %s %w", id, ErrHost)
+	}
 	self, err := Self()
 	if err != nil {
 		return "", fmt.Errorf("identify own network namespace: %w", err)
 	}
 	if id == self {
 		return "", fmt.Errorf("network namespace %s %w", id, ErrSelf)
-	}
-	host, verified := IsHost(id)
-	if host {
-		return "", fmt.Errorf("network namespace %s %w", id, ErrHost)
 	}
 	if !verified {
 		warning = "could not identify the host network namespace (/proc/1/ns/net unreadable); only the own-namespace check applied"
