@@ -18,11 +18,11 @@ func init() {
 		Summary: "force-close every TCP and UDP socket in a network namespace",
 		Usage:   "drain (--netns PATH | --pid PID) [--dry-run] [--timeout D] [--json] [--force] [--orphans P] [--protocols L] [--workers N]",
 	}
-	c.Run = func(env *Env, args []string) int { return runDrain(env, c, args) }
+	c.Run = func(env *Env, args []string) error { return runDrain(env, c, args) }
 	Register(c)
 }
 
-func runDrain(env *Env, c *Command, args []string) int {
+func runDrain(env *Env, c *Command, args []string) error {
 	fs := NewFlags(env, c)
 	var (
 		t         targetFlags
@@ -37,25 +37,25 @@ func runDrain(env *Env, c *Command, args []string) int {
 	)
 	t.register(fs)
 	cf.addConfig(fs)
-	if code, done := Parse(env, fs, args); done {
-		return code
+	if done, err := Parse(env, fs, args); done {
+		return err
 	}
 	if fs.NArg() > 0 {
-		return Usagef(env, c.Name, "unexpected argument %q", fs.Arg(0))
+		return Usagef(c.Name, "unexpected argument %q", fs.Arg(0))
 	}
 	if *timeout <= 0 {
-		return Usagef(env, c.Name, "--timeout must be positive, got %s", *timeout)
+		return Usagef(c.Name, "--timeout must be positive, got %s", *timeout)
 	}
 	o := cf.overrides()
 	o.LogFile = os.DevNull // the report goes to stdout
 	o.Orphans = *orphans
 	if err := config.CheckDrain(nil, *orphans); err != nil {
-		return Usagef(env, c.Name, "--orphans must be auto, destroy or spare, got %q", *orphans)
+		return Usagef(c.Name, "--orphans must be auto, destroy or spare, got %q", *orphans)
 	}
 	if *protocols != "" {
 		tcp, udp, err := parseProtocols(*protocols)
 		if err != nil {
-			return Usagef(env, c.Name, "--protocols: %v", err)
+			return Usagef(c.Name, "--protocols: %v", err)
 		}
 		o.Protocols = []string{}
 		if tcp {
@@ -70,9 +70,9 @@ func runDrain(env *Env, c *Command, args []string) int {
 		fmt.Fprintf(env.Stderr, "%s drain: warning: %v\n", Prog, p)
 	}
 
-	ns, code := t.open(env, c.Name)
-	if ns == nil {
-		return code
+	ns, err := t.open(env, c.Name)
+	if err != nil {
+		return err
 	}
 	defer ns.Close()
 	core := s.core()
@@ -84,17 +84,16 @@ func runDrain(env *Env, c *Command, args []string) int {
 	out := core.DrainNamespace(context.Background(), ns)
 	switch out.Action {
 	case lifecycle.SkippedShared:
-		return Usagef(env, c.Name, "refusing %s: %d live process(es) still run in network namespace %s (%s); stop them first or pass --force",
+		return Usagef(c.Name, "refusing %s: %d live process(es) still run in network namespace %s (%s); stop them first or pass --force",
 			ns.Path, len(out.Processes), ns.ID, lifecycle.DescribeProcs(out.Processes))
 	case lifecycle.Refused:
-		return Usagef(env, c.Name, "%v", out.Err)
+		return &UsageError{Cmd: c.Name, Err: out.Err}
 	}
 	for _, w := range out.Warnings {
 		fmt.Fprintf(env.Stderr, "%s drain: warning: %s\n", Prog, w)
 	}
 	if out.Err != nil {
-		fmt.Fprintf(env.Stderr, "%s drain: %s: %v\n", Prog, ns.Path, out.Err)
-		return ExitUsage
+		return Failf(c.Name, "%s: %v", ns.Path, out.Err)
 	}
 	rep := out.Report
 	if *asJSON {
@@ -104,9 +103,9 @@ func runDrain(env *Env, c *Command, args []string) int {
 		fmt.Fprint(env.Stdout, rep.String())
 	}
 	if rep.Remaining > 0 {
-		return ExitRemaining
+		return ErrRemaining
 	}
-	return ExitOK
+	return nil
 }
 
 func parseProtocols(s string) (tcp, udp bool, err error) {

@@ -17,7 +17,7 @@ func init() {
 		Summary: "release pins whose container is gone and whose namespace holds no process, draining them first",
 		Usage:   "gc [--state-dir DIR] [--min-age D] [--timeout D] [--dry-run] [--json]",
 	}
-	c.Run = func(env *Env, args []string) int { return runGC(env, c, args) }
+	c.Run = func(env *Env, args []string) error { return runGC(env, c, args) }
 	Register(c)
 }
 
@@ -31,7 +31,7 @@ type gcResult struct {
 	Error     string       `json:"error,omitempty"`
 }
 
-func runGC(env *Env, c *Command, args []string) int {
+func runGC(env *Env, c *Command, args []string) error {
 	var cf commonFlags
 	fs := NewFlags(env, c)
 	cf.add(fs)
@@ -39,11 +39,11 @@ func runGC(env *Env, c *Command, args []string) int {
 	timeout := fs.Duration("timeout", 0, "drain budget per namespace (default: budget from the config file, 2s)")
 	dryRun := fs.Bool("dry-run", false, "say what would be released, change nothing")
 	asJSON := fs.Bool("json", false, "print a JSON array of results")
-	if code, done := Parse(env, fs, args); done {
-		return code
+	if done, err := Parse(env, fs, args); done {
+		return err
 	}
 	if fs.NArg() > 0 {
-		return Usagef(env, c.Name, "unexpected argument %q", fs.Arg(0))
+		return Usagef(c.Name, "unexpected argument %q", fs.Arg(0))
 	}
 	o := cf.overrides()
 	o.Budget = *timeout
@@ -54,12 +54,11 @@ func runGC(env *Env, c *Command, args []string) int {
 	store := pin.Store{Dir: s.cfg.StateDir}
 	pins, err := store.List()
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "%s gc: %v\n", Prog, err)
-		return ExitUsage
+		return &Failure{Cmd: c.Name, Err: err}
 	}
 	core := s.core()
 	var results []gcResult
-	failed := false
+	failed := 0
 	for _, p := range pins {
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.BudgetDuration())
 		out := core.Collect(ctx, p, lifecycle.CollectOptions{MinAge: *minAge, DryRun: *dryRun})
@@ -69,7 +68,7 @@ func runGC(env *Env, c *Command, args []string) int {
 			r.Error = out.Err.Error()
 		}
 		if out.Action == lifecycle.Failed {
-			failed = true
+			failed++
 		}
 		if out.Action != lifecycle.Kept {
 			attrs := []any{"stage", "gc", "container", r.Container, "netns", r.Netns, "reason", r.Reason}
@@ -108,8 +107,8 @@ func runGC(env *Env, c *Command, args []string) int {
 			fmt.Fprintf(env.Stdout, "no pins in %s\n", store.Dir)
 		}
 	}
-	if failed {
-		return ExitRemaining
+	if failed > 0 {
+		return Failf(c.Name, "%d of %d pins could not be collected (see above)", failed, len(pins))
 	}
-	return ExitOK
+	return nil
 }

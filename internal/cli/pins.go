@@ -18,7 +18,7 @@ func init() {
 		Summary: "list pinned network namespaces: container, namespace, age, processes inside",
 		Usage:   "pins [--state-dir DIR] [--json]",
 	}
-	c.Run = func(env *Env, args []string) int { return runPins(env, c, args) }
+	c.Run = func(env *Env, args []string) error { return runPins(env, c, args) }
 	Register(c)
 }
 
@@ -53,16 +53,16 @@ func describePin(p *pin.Pin, now time.Time) pinInfo {
 	return pi
 }
 
-func runPins(env *Env, c *Command, args []string) int {
+func runPins(env *Env, c *Command, args []string) error {
 	var cf commonFlags
 	fs := NewFlags(env, c)
 	cf.addConfig(fs)
 	asJSON := fs.Bool("json", false, "print a JSON array")
-	if code, done := Parse(env, fs, args); done {
-		return code
+	if done, err := Parse(env, fs, args); done {
+		return err
 	}
 	if fs.NArg() > 0 {
-		return Usagef(env, c.Name, "unexpected argument %q", fs.Arg(0))
+		return Usagef(c.Name, "unexpected argument %q", fs.Arg(0))
 	}
 	o := cf.overrides()
 	o.LogFile = os.DevNull // listing logs nothing
@@ -73,8 +73,7 @@ func runPins(env *Env, c *Command, args []string) int {
 	store := pin.Store{Dir: s.cfg.StateDir}
 	pins, err := store.List()
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "%s pins: %v\n", Prog, err)
-		return ExitUsage
+		return &Failure{Cmd: c.Name, Err: err}
 	}
 	now := time.Now()
 	infos := make([]pinInfo, 0, len(pins))
@@ -85,11 +84,11 @@ func runPins(env *Env, c *Command, args []string) int {
 		enc := json.NewEncoder(env.Stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(infos)
-		return ExitOK
+		return nil
 	}
 	if len(infos) == 0 {
 		fmt.Fprintf(env.Stdout, "no pins in %s\n", store.Dir)
-		return ExitOK
+		return nil
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CONTAINER\tNETNS\tAGE\tPROCESSES")
@@ -109,5 +108,5 @@ func runPins(env *Env, c *Command, args []string) int {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", pi.Container, ns, age, procs)
 	}
 	tw.Flush()
-	return ExitOK
+	return nil
 }

@@ -45,7 +45,7 @@ func registerStage(stage oci.Stage, aliases []string, summary string, fn stageFu
 	name := string(stage)
 	c := &Command{Name: name, Aliases: aliases, Summary: summary, Stage: true,
 		Usage: name + " [--config FILE] [--state-dir DIR] [--log FILE] [--timeout D] [--strict] < state.json"}
-	c.Run = func(env *Env, args []string) int { return runStage(env, c, stage, args, fn) }
+	c.Run = func(env *Env, args []string) error { return runStage(env, c, stage, args, fn) }
 	Register(c)
 }
 
@@ -141,7 +141,7 @@ func (w *watch) abandoned(err error) lifecycle.Outcome {
 		Action: lifecycle.BudgetExceeded, Err: err}
 }
 
-func runStage(env *Env, c *Command, stage oci.Stage, args []string, fn stageFunc) int {
+func runStage(env *Env, c *Command, stage oci.Stage, args []string, fn stageFunc) error {
 	start := time.Now()
 	var (
 		cf         commonFlags
@@ -154,16 +154,15 @@ func runStage(env *Env, c *Command, stage oci.Stage, args []string, fn stageFunc
 	fs.DurationVar(&timeout, "timeout", 0, "budget: the longest the stage may take (default 2s, or budget in the config file)")
 	fs.IntVar(&ociTimeout, strings.TrimPrefix(oci.OCITimeoutFlag, "--"), 0, "the hook's OCI timeout in seconds, written by 'configure'; the budget stays inside it")
 	fs.BoolVar(&strict, "strict", false, "exit non-zero when the stage fails (default: log and exit 0, so the container's start or delete goes on)")
-	code, done := Parse(env, fs, args)
-	if done {
-		if code == ExitUsage && !strictArg(args) {
+	if done, err := Parse(env, fs, args); done {
+		if err != nil && !strictArg(args) {
 			// A hook with a bad flag must not break the container.
 			s := resolve(env, cf.overrides())
 			s.log.Error("bad hook arguments; run '"+Prog+" "+string(stage)+" --help'",
 				"stage", stage, "args", args, "error", "invalid flags (see the runtime's hook configuration)")
-			return ExitOK
+			return nil
 		}
-		return code
+		return err
 	}
 	o := cf.overrides()
 	o.Budget = timeout
@@ -190,7 +189,7 @@ func runStage(env *Env, c *Command, stage oci.Stage, args []string, fn stageFunc
 			}()
 			st, err := oci.ReadState(env.Stdin)
 			if err != nil {
-				return lifecycle.Outcome{Action: lifecycle.Failed, Err: err}
+				return lifecycle.Outcome{Action: lifecycle.Failed, Err: badInput{err}}
 			}
 			w.progress(lifecycle.Outcome{Container: st.ID})
 			if fn == nil {
@@ -207,14 +206,27 @@ func runStage(env *Env, c *Command, stage oci.Stage, args []string, fn stageFunc
 		// (a pin, at worst) is for gc.
 		out = w.abandoned(fmt.Errorf("stage did not finish within its budget of %s; exiting (gc releases what is left)", budget))
 	}
-	err := errors.Join(append(s.problems, out.Err)...)
-	logStage(s.log, stage, out, time.Since(start), budget, err)
-	if err != nil && s.cfg.Strict {
-		fmt.Fprintf(env.Stderr, "%s %s: %v\n", Prog, stage, err)
-		return ExitRemaining
+	var problems []error
+	for _, p := range s.problems {
+		problems = append(problems, badInput{p})
 	}
-	return ExitOK
+	err := errors.Join(append(problems, out.Err)...)
+	logStage(s.log, stage, out, time.Since(start), budget, err)
+	switch {
+	case err == nil || !s.cfg.Strict:
+		return nil // fail open
+	case errors.As(err, new(badInput)):
+		// The configuration or the state on stdin is at fault.
+		return &UsageError{Cmd: string(stage), Err: err}
+	}
+	return &Failure{Cmd: string(stage), Err: err}
 }
+
+// badInput marks a stage error caused by its input (the state on stdin,
+// the configuration file): with --strict it exits 2, not 3.
+type badInput struct{ error }
+
+func (b badInput) Unwrap() error { return b.error }
 
 // strictArg reports whether args ask for strict mode (--strict,
 // --strict=true; not --strict=false), for arguments that failed to parse.
@@ -291,12 +303,12 @@ func outcomeAttrs(o lifecycle.Outcome) []any {
 
 // RunUnknownStage handles a name that is neither a command nor a known
 // stage. When stdin holds an OCI state, sockreap-hook runs as a hook wired
-// to a stage this version does not know: it logs that and exits 0 (2 with
-// --strict), so the container's start or delete goes on. Otherwise
+// to a stage this version does not know: it logs that and exits 0 (with
+// --strict a usage error, 2), so the container's start or delete goes on. Otherwise
 // handled is false and the caller reports an unknown command as usual.
-func RunUnknownStage(env *Env, name string, args []string) (code int, handled bool) {
+func RunUnknownStage(env *Env, name string, args []string) (handled bool, err error) {
 	if f, ok := env.Stdin.(*os.File); !ok || isTerminal(f) {
-		return 0, false
+		return false, nil
 	}
 	// A hook's stdin is the state the runtime wrote and closed; anything
 	// that does not deliver one promptly is no hook.
@@ -310,11 +322,11 @@ func RunUnknownStage(env *Env, name string, args []string) (code int, handled bo
 	select {
 	case r := <-rc:
 		if r.err != nil {
-			return 0, false
+			return false, nil
 		}
 		st = r.st
 	case <-time.After(time.Second):
-		return 0, false
+		return false, nil
 	}
 	var cf commonFlags
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
@@ -338,10 +350,9 @@ func RunUnknownStage(env *Env, name string, args []string) (code int, handled bo
 	msg := fmt.Sprintf("unknown stage %q: nothing done; known stages: %s", name, strings.Join(known, ", "))
 	s.log.Error("unknown stage", "stage", name, "container", st.ID, "error", msg)
 	if s.cfg.Strict {
-		fmt.Fprintf(env.Stderr, "%s: %s\n", Prog, msg)
-		return ExitUsage, true
+		return true, &UsageError{Err: errors.New(msg)}
 	}
-	return ExitOK, true
+	return true, nil
 }
 
 func isTerminal(f *os.File) bool {

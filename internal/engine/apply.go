@@ -13,10 +13,18 @@ import (
 func Commit(w io.Writer, edits []*Edit, dryRun bool) (changed bool, err error) {
 	for _, e := range edits {
 		if !e.Changed() {
-			fmt.Fprintf(w, "%s: already configured, not changed\n", e.Path)
+			if e.Removal {
+				fmt.Fprintf(w, "%s: nothing of sockreap's there, not changed\n", e.Path)
+			} else {
+				fmt.Fprintf(w, "%s: already configured, not changed\n", e.Path)
+			}
 			continue
 		}
 		changed = true
+		if dryRun && e.Delete {
+			fmt.Fprintf(w, "# %s (dry run): would be removed\n", e.Path)
+			continue
+		}
 		if dryRun {
 			fmt.Fprintf(w, "# %s (dry run, not written):\n%s", e.Path, e.New)
 			if len(e.New) > 0 && e.New[len(e.New)-1] != '\n' {
@@ -28,7 +36,9 @@ func Commit(w io.Writer, edits []*Edit, dryRun bool) (changed bool, err error) {
 		if err != nil {
 			return changed, err
 		}
-		if backup != "" {
+		if e.Delete {
+			fmt.Fprintf(w, "%s: removed (backup: %s)\n", e.Path, backup)
+		} else if backup != "" {
 			fmt.Fprintf(w, "%s: written (backup: %s)\n", e.Path, backup)
 		} else {
 			fmt.Fprintf(w, "%s: created\n", e.Path)

@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/pelletier/go-toml/v2"
-
+	"github.com/sockreap/sockreap/internal/oci"
 	"github.com/sockreap/sockreap/internal/safefs"
 )
 
@@ -34,7 +34,7 @@ type Config struct {
 }
 
 // DefaultHookTimeout leaves the hook (2 s budget by default) ample room.
-const DefaultHookTimeout = 10
+const DefaultHookTimeout = oci.DefaultHookTimeout
 
 // LoadConfig reads the config file (a missing file is fine: defaults) and
 // applies the environment and the flags of inv.
