@@ -7,6 +7,12 @@ require (
 	github.com/pelletier/go-toml/v2 v2.4.3
 	github.com/vishvananda/netns v0.0.5
 	golang.org/x/sys v0.50.0
+	sigs.k8s.io/yaml v1.6.0
+)
+
+require (
+	github.com/kr/text v0.2.0 // indirect
+	go.yaml.in/yaml/v2 v2.4.2 // indirect
 )
 
 require (

@@ -250,6 +250,19 @@ func (h *hooks) pins(t *testing.T) []*pin.Pin {
 	return ps
 }
 
+// pinOf returns the pin of container id (pins are keyed by id and
+// runtime root), failing the test when there is none.
+func (h *hooks) pinOf(t *testing.T, id string) *pin.Pin {
+	t.Helper()
+	for _, p := range h.pins(t) {
+		if p.Container() == id {
+			return p
+		}
+	}
+	t.Fatalf("no pin of container %s", id)
+	return nil
+}
+
 // container is one container of a runtime.
 type container struct {
 	rt     *runtime

@@ -169,7 +169,7 @@ func TestRuncBadInput(t *testing.T) {
 			}},
 		{name: "pin gone and config.json missing", stage: "poststop", wantErr: "no pin",
 			after: func(t *testing.T, h *hooks, c *container) {
-				if _, err := (pin.Store{Dir: h.stateDir}).Release(c.id); err != nil {
+				if _, err := (pin.Store{Dir: h.stateDir}).Release(h.pinOf(t, c.id).ID); err != nil {
 					t.Fatal(err)
 				}
 				if err := os.Rename(filepath.Join(c.b.dir, "config.json"), filepath.Join(c.b.dir, "config.json.moved")); err != nil {
@@ -179,11 +179,12 @@ func TestRuncBadInput(t *testing.T) {
 		{name: "pin points at the host namespace", stage: "poststop", wantErr: "refusing",
 			after: func(t *testing.T, h *hooks, c *container) {
 				s := pin.Store{Dir: h.stateDir}
-				if _, err := s.Release(c.id); err != nil {
+				key := h.pinOf(t, c.id).ID
+				if _, err := s.Release(key); err != nil {
 					t.Fatal(err)
 				}
 				// The test runs in the host namespace; the hook does too.
-				if _, err := s.Pin("/proc/self/ns/net", pin.Meta{ID: c.id}); err != nil {
+				if _, err := s.Pin("/proc/self/ns/net", pin.Meta{ID: c.id, Key: key}); err != nil {
 					t.Fatal(err)
 				}
 			}},
