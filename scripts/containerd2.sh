@@ -41,7 +41,7 @@ mkdir -p bin
 pkg=github.com/containerd/containerd/v2
 ldflags="-s -w -X $pkg/version.Version=v$VERSION -X $pkg/version.Package=github.com/containerd/containerd/v2"
 for cmd in containerd containerd-shim-runc-v2; do
-	CGO_ENABLED=0 "$GO" build -mod=mod -trimpath -tags "no_btrfs tools" \
+	CGO_ENABLED=0 "$GO" build -mod=mod -trimpath -tags no_btrfs \
 		-ldflags "$ldflags" -o "bin/$cmd" "$pkg/cmd/$cmd"
 done
 mkdir -p "$OUT.tmp"
