@@ -8,13 +8,14 @@ LDFLAGS  := -s -w -X github.com/sockreap/sockreap/internal/cli.Version=$(VERSION
 GOBUILD  := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 TESTFLAGS ?=
 
-.PHONY: all build test test-kernels bench demo deps install uninstall lint fuzz clean
+.PHONY: all build image test test-kernels bench demo deps install uninstall lint fuzz clean
 
 all: build
 
 build:
 	$(GOBUILD) -o bin/sockreap-hook ./hook
 	$(GOBUILD) -o bin/sockreap-shim ./shim
+	$(GOBUILD) -o bin/sockreap-nri ./nri
 
 # Installs the packages the tests need (root on Debian/Ubuntu), then runs
 # every test, integration tests against the real kernel and runtimes included.
@@ -22,6 +23,13 @@ build:
 # real daemons and containers and time how soon namespaces are freed, so
 # they run one package at a time: another suite's namespace churn would
 # slow the kernel's namespace cleanup they measure.
+# A container image without a container engine (no docker build, no
+# registry): bin/sockreap-image.tar, for `ctr -n k8s.io images import` or
+# `docker load`; deploy/kubernetes runs it.
+IMAGE ?= sockreap/sockreap:local
+image: build
+	$(GO) run ./scripts/image -o bin/sockreap-image.tar -tag $(IMAGE) bin/sockreap-hook bin/sockreap-shim bin/sockreap-nri
+
 test: deps build
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m $(TESTFLAGS) ./internal/... ./hook/... ./shim/...

@@ -13,13 +13,6 @@ import (
 	"strings"
 )
 
-// Exit codes shared by every command.
-const (
-	ExitOK        = 0
-	ExitRemaining = 1 // drain: sockets remain
-	ExitUsage     = 2 // usage or input error
-)
-
 // Env is what a command may touch of the outside world.
 type Env struct {
 	Stdin  io.Reader
@@ -35,7 +28,9 @@ type Command struct {
 	Usage   string // synopsis after the program name, e.g. "drain (--netns PATH | --pid PID)"
 	Hidden  bool   // not listed (OCI stages are listed separately)
 	Stage   bool   // an OCI hook stage
-	Run     func(env *Env, args []string) int
+	// Run runs the command; its error decides the exit code (ExitCode)
+	// and Main prints it.
+	Run func(env *Env, args []string) error
 }
 
 var commands = map[string]*Command{}
@@ -53,11 +48,20 @@ func Register(c *Command) {
 // Prog is the program name used in messages.
 const Prog = "sockreap-hook"
 
-// Main runs the command named by args[0] and returns the exit code.
+// Main runs the command named by args[0], prints its error (one line
+// naming the command) and returns its exit code (see ExitCode).
 func Main(args []string, env *Env) int {
+	err := run(args, env)
+	if err != nil && !errors.Is(err, ErrRemaining) && !errors.As(err, new(reported)) {
+		fmt.Fprintf(env.Stderr, "%s%s\n", Prog, prefixed(err))
+	}
+	return ExitCode(err)
+}
+
+func run(args []string, env *Env) error {
 	if len(args) == 0 {
 		usage(env.Stderr)
-		return ExitUsage
+		return reported{&UsageError{Err: errors.New("no command")}}
 	}
 	name := args[0]
 	switch name {
@@ -68,17 +72,16 @@ func Main(args []string, env *Env) int {
 			}
 		}
 		usage(env.Stdout)
-		return ExitOK
+		return nil
 	case "--version", "-version":
 		name = "version"
 	}
 	c, ok := commands[name]
 	if !ok {
-		if code, handled := RunUnknownStage(env, name, args[1:]); handled {
-			return code
+		if handled, err := RunUnknownStage(env, name, args[1:]); handled {
+			return err
 		}
-		fmt.Fprintf(env.Stderr, "%s: unknown command or stage %q; run '%s --help' for the list\n", Prog, name, Prog)
-		return ExitUsage
+		return Usagef("", "unknown command or stage %q; run '%s --help' for the list", name, Prog)
 	}
 	return c.Run(env, args[1:])
 }
@@ -112,6 +115,7 @@ func usage(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "\nRun '%s COMMAND --help' for a command's flags.\n", Prog)
+	fmt.Fprintf(w, "\n%s\n", exitCodesHelp)
 }
 
 // NewFlags returns a flag set for command c that prints c's usage on
@@ -135,33 +139,26 @@ func NewFlags(env *Env, c *Command) *flag.FlagSet {
 				fmt.Fprintln(w)
 			})
 		}
+		fmt.Fprintf(w, "\n%s\n", exitCodesHelp)
 	}
 	return fs
 }
 
-// Parse parses args with fs. It returns done=true with the exit code when
-// the command must stop: after --help (0) or on a usage error (2, with a
-// one-line message already printed).
-func Parse(env *Env, fs *flag.FlagSet, args []string) (code int, done bool) {
+// Parse parses args with fs. done is true when the command must stop:
+// after --help (err nil) or on a usage error (a *UsageError).
+func Parse(env *Env, fs *flag.FlagSet, args []string) (done bool, err error) {
 	fs.SetOutput(io.Discard)
-	err := fs.Parse(args)
+	err = fs.Parse(args)
 	fs.SetOutput(env.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		fs.SetOutput(env.Stdout)
 		fs.Usage()
-		return ExitOK, true
+		return true, nil
 	}
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "%s %s: %v; run '%s %s --help'\n", Prog, fs.Name(), err, Prog, fs.Name())
-		return ExitUsage, true
+		return true, Usagef(fs.Name(), "%v; run '%s %s --help'", err, Prog, fs.Name())
 	}
-	return 0, false
-}
-
-// Usagef prints a one-line usage error for command name and returns ExitUsage.
-func Usagef(env *Env, name, format string, a ...any) int {
-	fmt.Fprintf(env.Stderr, "%s %s: %s\n", Prog, name, fmt.Sprintf(format, a...))
-	return ExitUsage
+	return false, nil
 }
 
 // StdEnv is the process's own stdio.

@@ -22,7 +22,7 @@ func init() {
 	})
 }
 
-func runConfigureRunc(env *Env, c *Command, args []string) int {
+func runConfigureRunc(env *Env, c *Command, args []string) error {
 	fs := NewFlags(env, c)
 	bundle := fs.String("bundle", "", "the bundle `directory` holding config.json (required)")
 	hook := fs.String("hook", hookSelfPath(), "absolute `path` of sockreap-hook the runtime runs")
@@ -32,38 +32,38 @@ func runConfigureRunc(env *Env, c *Command, args []string) int {
 	configFile := fs.String("config", "", "configuration file the hooks read")
 	strict := fs.Bool("strict", false, "make failing hooks fail the container's start or delete")
 	remove := fs.Bool("remove", false, "remove the sockreap hooks instead")
-	if code, done := Parse(env, fs, args); done {
-		return code
+	if done, err := Parse(env, fs, args); done {
+		return err
 	}
 	if fs.NArg() > 0 {
-		return Usagef(env, c.Name, "unexpected argument %q", fs.Arg(0))
+		return Usagef(c.Name, "unexpected argument %q", fs.Arg(0))
 	}
 	if *bundle == "" {
-		return Usagef(env, c.Name, "--bundle DIR is required (the directory holding config.json)")
+		return Usagef(c.Name, "--bundle DIR is required (the directory holding config.json)")
 	}
 	dir, err := filepath.Abs(*bundle)
 	if err != nil {
-		return Usagef(env, c.Name, "bundle %s: %v", *bundle, err)
+		return Usagef(c.Name, "bundle %s: %v", *bundle, err)
 	}
 	if _, err := os.Stat(oci.ConfigPath(dir)); err != nil {
-		return Usagef(env, c.Name, "bundle %s has no readable config.json (%v); create one with 'runc spec' first", dir, err)
+		return Usagef(c.Name, "bundle %s has no readable config.json (%v); create one with 'runc spec' first", dir, err)
 	}
 	if *remove {
 		changed, err := oci.RemoveHooks(dir, *hook)
 		if err != nil {
-			return Usagef(env, c.Name, "%v", err)
+			return Usagef(c.Name, "%v", err)
 		}
 		reportConfigured(env, changed, oci.ConfigPath(dir), "removed the sockreap hooks", "no sockreap hooks to remove")
-		return ExitOK
+		return nil
 	}
 	if !filepath.IsAbs(*hook) {
-		return Usagef(env, c.Name, "--hook must be an absolute path, got %q", *hook)
+		return Usagef(c.Name, "--hook must be an absolute path, got %q", *hook)
 	}
 	if fi, err := os.Stat(*hook); err != nil || fi.IsDir() || fi.Mode().Perm()&0o111 == 0 {
-		return Usagef(env, c.Name, "--hook %s is not an executable file; install sockreap-hook (make install) or pass --hook PATH", *hook)
+		return Usagef(c.Name, "--hook %s is not an executable file; install sockreap-hook (make install) or pass --hook PATH", *hook)
 	}
 	if *timeout < 0 {
-		return Usagef(env, c.Name, "--timeout must be 0 or more seconds, got %d", *timeout)
+		return Usagef(c.Name, "--timeout must be 0 or more seconds, got %d", *timeout)
 	}
 	opts := oci.HookOptions{Path: *hook, Timeout: *timeout}
 	for _, f := range []struct{ name, val string }{{"--config", *configFile}, {"--state-dir", *stateDir}, {"--log", *logFile}} {
@@ -72,7 +72,7 @@ func runConfigureRunc(env *Env, c *Command, args []string) int {
 		}
 		v, err := filepath.Abs(f.val)
 		if err != nil {
-			return Usagef(env, c.Name, "%s %s: %v", f.name, f.val, err)
+			return Usagef(c.Name, "%s %s: %v", f.name, f.val, err)
 		}
 		opts.Args = append(opts.Args, f.name+"="+v)
 	}
@@ -81,10 +81,10 @@ func runConfigureRunc(env *Env, c *Command, args []string) int {
 	}
 	changed, err := oci.AddHooks(dir, opts)
 	if err != nil {
-		return Usagef(env, c.Name, "%v", err)
+		return Usagef(c.Name, "%v", err)
 	}
 	reportConfigured(env, changed, oci.ConfigPath(dir), "added the sockreap createRuntime and poststop hooks (timeout "+strconv.Itoa(*timeout)+"s)", "the sockreap hooks are already there")
-	return ExitOK
+	return nil
 }
 
 func reportConfigured(env *Env, changed bool, path, did, already string) {

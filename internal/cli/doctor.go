@@ -16,7 +16,7 @@ func init() {
 		Summary: "show what this kernel lets sockreap do (probes in a scratch namespace)",
 		Usage:   "doctor [--json]",
 	}
-	c.Run = func(env *Env, args []string) int { return runDoctor(env, c, args) }
+	c.Run = func(env *Env, args []string) error { return runDoctor(env, c, args) }
 	Register(c)
 }
 
@@ -28,16 +28,15 @@ type doctorReport struct {
 	SelfNetns    string `json:"self_netns"`
 }
 
-func runDoctor(env *Env, c *Command, args []string) int {
+func runDoctor(env *Env, c *Command, args []string) error {
 	fs := NewFlags(env, c)
 	asJSON := fs.Bool("json", false, "print one JSON object")
-	if code, done := Parse(env, fs, args); done {
-		return code
+	if done, err := Parse(env, fs, args); done {
+		return err
 	}
 	caps, err := reap.Probe()
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "%s doctor: %v (run as root: the probe creates a scratch network namespace)\n", Prog, err)
-		return ExitUsage
+		return Failf(c.Name, "%v (run as root: the probe creates a scratch network namespace)", err)
 	}
 	r := doctorReport{Capabilities: caps, Root: os.Geteuid() == 0}
 	if self, err := netns.Self(); err == nil {
@@ -52,7 +51,7 @@ func runDoctor(env *Env, c *Command, args []string) int {
 	}
 	if *asJSON {
 		_ = json.NewEncoder(env.Stdout).Encode(r)
-		return ExitOK
+		return nil
 	}
 	yes := func(b bool) string {
 		if b {
@@ -78,5 +77,5 @@ func runDoctor(env *Env, c *Command, args []string) int {
 	for _, n := range caps.Notes {
 		fmt.Fprintf(env.Stdout, "note: %s\n", n)
 	}
-	return ExitOK
+	return nil
 }

@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/sockreap/sockreap/internal/config"
-	"github.com/sockreap/sockreap/internal/netns"
+	"github.com/sockreap/sockreap/internal/lifecycle"
 	"github.com/sockreap/sockreap/internal/reap"
 )
 
@@ -18,66 +18,84 @@ func init() {
 		Summary: "force-close every TCP and UDP socket in a network namespace",
 		Usage:   "drain (--netns PATH | --pid PID) [--dry-run] [--timeout D] [--json] [--force] [--orphans P] [--protocols L] [--workers N]",
 	}
-	c.Run = func(env *Env, args []string) int { return runDrain(env, c, args) }
+	c.Run = func(env *Env, args []string) error { return runDrain(env, c, args) }
 	Register(c)
 }
 
-func runDrain(env *Env, c *Command, args []string) int {
+func runDrain(env *Env, c *Command, args []string) error {
 	fs := NewFlags(env, c)
 	var (
 		t         targetFlags
+		cf        commonFlags
 		dryRun    = fs.Bool("dry-run", false, "report what would be destroyed; destroy nothing")
 		timeout   = fs.Duration("timeout", reap.DefaultTimeout, "give up after `D` (e.g. 500ms, 2s)")
 		asJSON    = fs.Bool("json", false, "print the report as one JSON object")
 		force     = fs.Bool("force", false, "drain even though live processes run in the namespace")
-		orphans   = fs.String("orphans", string(reap.OrphansAuto), "orphan policy: auto (destroy only where the kernel frees them), destroy, spare")
-		protocols = fs.String("protocols", "tcp,udp", "protocols to drain: tcp, udp or tcp,udp")
-		stateDir  = fs.String("state-dir", defaultStateDir(), "where the kernel probe result is cached")
+		orphans   = fs.String("orphans", "", "orphan policy: auto (destroy only where the kernel frees them), destroy, spare (default: orphans in the config file, auto)")
+		protocols = fs.String("protocols", "", "protocols to drain: tcp, udp or tcp,udp (default: protocols in the config file, tcp,udp)")
 		workers   = fs.Int("workers", 0, "parallel destroyers (0: one per CPU)")
 	)
 	t.register(fs)
-	if code, done := Parse(env, fs, args); done {
-		return code
+	cf.addConfig(fs)
+	if done, err := Parse(env, fs, args); done {
+		return err
 	}
 	if fs.NArg() > 0 {
-		return Usagef(env, c.Name, "unexpected argument %q", fs.Arg(0))
+		return Usagef(c.Name, "unexpected argument %q", fs.Arg(0))
 	}
 	if *timeout <= 0 {
-		return Usagef(env, c.Name, "--timeout must be positive, got %s", *timeout)
+		return Usagef(c.Name, "--timeout must be positive, got %s", *timeout)
 	}
-	opts := reap.Options{Timeout: *timeout, DryRun: *dryRun, Orphans: reap.OrphanPolicy(*orphans), Workers: *workers}
-	switch opts.Orphans {
-	case reap.OrphansAuto, reap.OrphansDestroy, reap.OrphansSpare:
-	default:
-		return Usagef(env, c.Name, "--orphans must be auto, destroy or spare, got %q", *orphans)
+	o := cf.overrides()
+	o.LogFile = os.DevNull // the report goes to stdout
+	o.Orphans = *orphans
+	if err := config.CheckDrain(nil, *orphans); err != nil {
+		return Usagef(c.Name, "--orphans must be auto, destroy or spare, got %q", *orphans)
 	}
-	tcp, udp, err := parseProtocols(*protocols)
-	if err != nil {
-		return Usagef(env, c.Name, "--protocols: %v", err)
+	if *protocols != "" {
+		tcp, udp, err := parseProtocols(*protocols)
+		if err != nil {
+			return Usagef(c.Name, "--protocols: %v", err)
+		}
+		o.Protocols = []string{}
+		if tcp {
+			o.Protocols = append(o.Protocols, "tcp")
+		}
+		if udp {
+			o.Protocols = append(o.Protocols, "udp")
+		}
 	}
-	opts.TCP, opts.UDP = &tcp, &udp
+	s := resolve(env, o)
+	for _, p := range s.problems {
+		fmt.Fprintf(env.Stderr, "%s drain: warning: %v\n", Prog, p)
+	}
 
-	ns, code := t.open(env, c.Name)
-	if ns == nil {
-		return code
+	ns, err := t.open(env, c.Name)
+	if err != nil {
+		return err
 	}
 	defer ns.Close()
-	procs, _, err := netns.Procs(ns.ID)
-	if err != nil {
-		return Usagef(env, c.Name, "list processes in %s: %v", ns.ID, err)
+	core := s.core()
+	core.Options.Timeout = *timeout
+	core.Options.DryRun = *dryRun
+	core.Options.Workers = *workers
+	// A dry run destroys nothing, so live processes may watch it.
+	core.Force = *force || *dryRun
+	out := core.DrainNamespace(context.Background(), ns)
+	switch out.Action {
+	case lifecycle.SkippedShared:
+		return Usagef(c.Name, "refusing %s: %d live process(es) still run in network namespace %s (%s); stop them first or pass --force",
+			ns.Path, len(out.Processes), ns.ID, lifecycle.DescribeProcs(out.Processes))
+	case lifecycle.Refused:
+		return &UsageError{Cmd: c.Name, Err: out.Err}
 	}
-	if len(procs) > 0 && !*force && !*dryRun {
-		return Usagef(env, c.Name, "refusing %s: %d live process(es) still run in network namespace %s (%s); stop them first or pass --force",
-			ns.Path, len(procs), ns.ID, describeProcs(procs))
+	for _, w := range out.Warnings {
+		fmt.Fprintf(env.Stderr, "%s drain: warning: %s\n", Prog, w)
 	}
-	if caps, err := reap.ProbeCached(*stateDir); err == nil {
-		opts.Caps = caps
+	if out.Err != nil {
+		return Failf(c.Name, "%s: %v", ns.Path, out.Err)
 	}
-	rep, err := reap.Drain(context.Background(), ns, opts)
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "%s drain: %s: %v\n", Prog, ns.Path, err)
-		return ExitUsage
-	}
+	rep := out.Report
 	if *asJSON {
 		enc := json.NewEncoder(env.Stdout)
 		_ = enc.Encode(rep)
@@ -85,17 +103,9 @@ func runDrain(env *Env, c *Command, args []string) int {
 		fmt.Fprint(env.Stdout, rep.String())
 	}
 	if rep.Remaining > 0 {
-		return ExitRemaining
+		return ErrRemaining
 	}
-	return ExitOK
-}
-
-// defaultStateDir is the configured state directory: $SOCKREAP_STATE_DIR
-// or the built-in default.
-func defaultStateDir() string {
-	c := config.Default()
-	c.ApplyEnv(os.Getenv)
-	return c.StateDir
+	return nil
 }
 
 func parseProtocols(s string) (tcp, udp bool, err error) {

@@ -18,7 +18,7 @@ func init() {
 		Summary: "list every TCP and UDP socket in a network namespace with its owner",
 		Usage:   "ls (--netns PATH | --pid PID) [--json]",
 	}
-	c.Run = func(env *Env, args []string) int { return runLs(env, c, args) }
+	c.Run = func(env *Env, args []string) error { return runLs(env, c, args) }
 	Register(c)
 }
 
@@ -37,26 +37,25 @@ type lsEntry struct {
 	SendQ    uint32 `json:"send_q"`
 }
 
-func runLs(env *Env, c *Command, args []string) int {
+func runLs(env *Env, c *Command, args []string) error {
 	fs := NewFlags(env, c)
 	var t targetFlags
 	t.register(fs)
 	asJSON := fs.Bool("json", false, "print a JSON array")
-	if code, done := Parse(env, fs, args); done {
-		return code
+	if done, err := Parse(env, fs, args); done {
+		return err
 	}
 	if fs.NArg() > 0 {
-		return Usagef(env, c.Name, "unexpected argument %q", fs.Arg(0))
+		return Usagef(c.Name, "unexpected argument %q", fs.Arg(0))
 	}
-	ns, code := t.open(env, c.Name)
-	if ns == nil {
-		return code
+	ns, err := t.open(env, c.Name)
+	if err != nil {
+		return err
 	}
 	defer ns.Close()
 	socks, err := reap.List(ns)
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "%s ls: %s: %v\n", Prog, ns.Path, err)
-		return ExitUsage
+		return Failf(c.Name, "%s: %v", ns.Path, err)
 	}
 	want := map[uint32]bool{}
 	for i := range socks {
@@ -93,7 +92,7 @@ func runLs(env *Env, c *Command, args []string) int {
 	}
 	if *asJSON {
 		_ = json.NewEncoder(env.Stdout).Encode(entries)
-		return ExitOK
+		return nil
 	}
 	w := tabwriter.NewWriter(env.Stdout, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(w, "PROTO\tSTATE\tRECV-Q\tSEND-Q\tLOCAL\tREMOTE\tOWNER")
@@ -105,5 +104,5 @@ func runLs(env *Env, c *Command, args []string) int {
 		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\t%s\t%s\n", e.Protocol, e.State, e.RecvQ, e.SendQ, e.Local, e.Remote, owner)
 	}
 	w.Flush()
-	return ExitOK
+	return nil
 }

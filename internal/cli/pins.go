@@ -3,9 +3,11 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"text/tabwriter"
 	"time"
 
+	"github.com/sockreap/sockreap/internal/lifecycle"
 	"github.com/sockreap/sockreap/internal/netns"
 	"github.com/sockreap/sockreap/internal/pin"
 )
@@ -16,7 +18,7 @@ func init() {
 		Summary: "list pinned network namespaces: container, namespace, age, processes inside",
 		Usage:   "pins [--state-dir DIR] [--json]",
 	}
-	c.Run = func(env *Env, args []string) int { return runPins(env, c, args) }
+	c.Run = func(env *Env, args []string) error { return runPins(env, c, args) }
 	Register(c)
 }
 
@@ -51,27 +53,27 @@ func describePin(p *pin.Pin, now time.Time) pinInfo {
 	return pi
 }
 
-func runPins(env *Env, c *Command, args []string) int {
+func runPins(env *Env, c *Command, args []string) error {
 	var cf commonFlags
 	fs := NewFlags(env, c)
-	fs.StringVar(&cf.stateDir, "state-dir", "", "state directory holding the pins (default /run/sockreap, or $SOCKREAP_STATE_DIR)")
-	fs.StringVar(&cf.configPath, "config", "", "configuration file (default /etc/sockreap/config.toml)")
+	cf.addConfig(fs)
 	asJSON := fs.Bool("json", false, "print a JSON array")
-	if code, done := Parse(env, fs, args); done {
-		return code
+	if done, err := Parse(env, fs, args); done {
+		return err
 	}
 	if fs.NArg() > 0 {
-		return Usagef(env, c.Name, "unexpected argument %q", fs.Arg(0))
+		return Usagef(c.Name, "unexpected argument %q", fs.Arg(0))
 	}
-	cf.logFile = "/dev/null" // listing logs nothing
-	s := cf.resolve(env)
+	o := cf.overrides()
+	o.LogFile = os.DevNull // listing logs nothing
+	s := resolve(env, o)
 	for _, p := range s.problems {
 		fmt.Fprintf(env.Stderr, "%s pins: warning: %v\n", Prog, p)
 	}
-	pins, err := s.store.List()
+	store := pin.Store{Dir: s.cfg.StateDir}
+	pins, err := store.List()
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "%s pins: %v\n", Prog, err)
-		return ExitUsage
+		return &Failure{Cmd: c.Name, Err: err}
 	}
 	now := time.Now()
 	infos := make([]pinInfo, 0, len(pins))
@@ -82,11 +84,11 @@ func runPins(env *Env, c *Command, args []string) int {
 		enc := json.NewEncoder(env.Stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(infos)
-		return ExitOK
+		return nil
 	}
 	if len(infos) == 0 {
-		fmt.Fprintf(env.Stdout, "no pins in %s\n", s.store.Dir)
-		return ExitOK
+		fmt.Fprintf(env.Stdout, "no pins in %s\n", store.Dir)
+		return nil
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CONTAINER\tNETNS\tAGE\tPROCESSES")
@@ -101,10 +103,10 @@ func runPins(env *Env, c *Command, args []string) int {
 		}
 		procs := "none"
 		if len(pi.Processes) > 0 {
-			procs = describeProcs(pi.Processes)
+			procs = lifecycle.DescribeProcs(pi.Processes)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", pi.Container, ns, age, procs)
 	}
 	tw.Flush()
-	return ExitOK
+	return nil
 }

@@ -347,9 +347,9 @@ func TestRunUnknownStage(t *testing.T) {
 	fmt.Fprint(f, state("c9", 0, "/b", nil))
 	f.Seek(0, 0)
 	var errb bytes.Buffer
-	code, handled := RunUnknownStage(&Env{Stdin: f, Stdout: &errb, Stderr: &errb}, "bogusStage", []string{"--log", h.logFile, "--state-dir", h.stateDir, "--oci-timeout=10"})
-	if !handled || code != ExitOK {
-		t.Fatalf("RunUnknownStage with a state on stdin = %d, %v; want 0, handled", code, handled)
+	handled, err := RunUnknownStage(&Env{Stdin: f, Stdout: &errb, Stderr: &errb}, "bogusStage", []string{"--log", h.logFile, "--state-dir", h.stateDir, "--oci-timeout=10"})
+	if !handled || err != nil {
+		t.Fatalf("RunUnknownStage with a state on stdin = %v, %v; want handled, no error", handled, err)
 	}
 	if l := h.last(); l["stage"] != "bogusStage" || l["container"] != "c9" || !strings.Contains(fmt.Sprint(l["error"]), "unknown stage") {
 		t.Errorf("log %v", l)
@@ -357,10 +357,32 @@ func TestRunUnknownStage(t *testing.T) {
 	// Not a hook (no state on stdin): the caller reports an unknown command.
 	empty, _ := os.Open(os.DevNull)
 	defer empty.Close()
-	if _, handled := RunUnknownStage(&Env{Stdin: empty, Stdout: &errb, Stderr: &errb}, "lss", nil); handled {
+	if handled, _ := RunUnknownStage(&Env{Stdin: empty, Stdout: &errb, Stderr: &errb}, "lss", nil); handled {
 		t.Error("handled a typo without a state on stdin")
 	}
-	if _, handled := RunUnknownStage(&Env{Stdin: strings.NewReader("{}"), Stdout: &errb, Stderr: &errb}, "x", nil); handled {
+	if handled, _ := RunUnknownStage(&Env{Stdin: strings.NewReader("{}"), Stdout: &errb, Stderr: &errb}, "x", nil); handled {
 		t.Error("handled a non-file stdin")
+	}
+}
+
+// --strict=false is not strict: not for arguments that fail to parse, and
+// not over strict = true in the configuration file.
+func TestStrictFalse(t *testing.T) {
+	h := newHookEnv(t)
+	if code, stderr := h.run("", "poststop", "--strict=false", "--no-such-flag"); code != ExitOK {
+		t.Errorf("--strict=false with a bad flag: exit %d (%q), want 0: fail open", code, stderr)
+	}
+	if code, _ := h.run("", "poststop", "--strict", "--no-such-flag"); code == ExitOK {
+		t.Error("--strict with a bad flag exited 0")
+	}
+	cfg := filepath.Join(t.TempDir(), "strict.toml")
+	if err := os.WriteFile(cfg, []byte("strict = true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := h.run("", "poststop", "--config", cfg); code == ExitOK {
+		t.Error("strict = true in the file: a failing stage exited 0")
+	}
+	if code, stderr := h.run("", "poststop", "--config", cfg, "--strict=false"); code != ExitOK {
+		t.Errorf("--strict=false over strict = true: exit %d (%q), want 0", code, stderr)
 	}
 }

@@ -3,7 +3,6 @@ package cli
 import (
 	"flag"
 	"fmt"
-	"strings"
 
 	"github.com/sockreap/sockreap/internal/netns"
 )
@@ -20,10 +19,10 @@ func (t *targetFlags) register(fs *flag.FlagSet) {
 }
 
 // open opens the target namespace after refusing the host's and our own.
-// On failure it prints one line and returns ExitUsage.
-func (t *targetFlags) open(env *Env, cmd string) (*netns.NS, int) {
+// Failing that, it returns a *UsageError.
+func (t *targetFlags) open(env *Env, cmd string) (*netns.NS, error) {
 	if (t.path == "") == (t.pid == 0) {
-		return nil, Usagef(env, cmd, "give exactly one of --netns PATH or --pid PID")
+		return nil, Usagef(cmd, "give exactly one of --netns PATH or --pid PID")
 	}
 	var (
 		ns  *netns.NS
@@ -35,28 +34,15 @@ func (t *targetFlags) open(env *Env, cmd string) (*netns.NS, int) {
 		ns, err = netns.OpenPID(t.pid)
 	}
 	if err != nil {
-		return nil, Usagef(env, cmd, "%v", err)
+		return nil, Usagef(cmd, "%v", err)
 	}
 	warning, err := netns.CheckTarget(ns.ID)
 	if err != nil {
 		ns.Close()
-		return nil, Usagef(env, cmd, "refusing %s: %v", ns.Path, err)
+		return nil, Usagef(cmd, "refusing %s: %v", ns.Path, err)
 	}
 	if warning != "" {
 		fmt.Fprintf(env.Stderr, "%s %s: warning: %s\n", Prog, cmd, warning)
 	}
-	return ns, ExitOK
-}
-
-// describeProcs renders up to five processes for a message.
-func describeProcs(ps []netns.Proc) string {
-	var parts []string
-	for i, p := range ps {
-		if i == 5 {
-			parts = append(parts, fmt.Sprintf("and %d more", len(ps)-5))
-			break
-		}
-		parts = append(parts, fmt.Sprintf("%d %s", p.PID, p.Comm))
-	}
-	return strings.Join(parts, ", ")
+	return ns, nil
 }

@@ -9,12 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	toml "github.com/pelletier/go-toml/v2"
 	"github.com/sockreap/sockreap/internal/reap"
+	"github.com/sockreap/sockreap/internal/safefs"
 )
 
 // Defaults.
@@ -68,7 +69,7 @@ func Default() *Config {
 // unless required (the user named it explicitly).
 func Load(path string, required bool) (*Config, error) {
 	c := Default()
-	b, err := os.ReadFile(path)
+	b, err := readBounded(path)
 	if errors.Is(err, fs.ErrNotExist) && !required {
 		return c, nil
 	}
@@ -157,4 +158,18 @@ func (c *Config) DrainOptions(b time.Duration) reap.Options {
 		}
 	}
 	return reap.Options{Timeout: b, TCP: &tcp, UDP: &udp, Orphans: reap.OrphanPolicy(c.Orphans)}
+}
+
+// MaxFileSize bounds the configuration file: a real one is a few hundred
+// bytes.
+const MaxFileSize = 1 << 20
+
+// readBounded reads path, a regular file of at most MaxFileSize bytes. A
+// symlinked config (configuration management links them) is resolved
+// first; the file it leads to is then opened without following links.
+func readBounded(path string) ([]byte, error) {
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
+	return safefs.ReadFile(path, MaxFileSize)
 }

@@ -1,14 +1,10 @@
 package engine
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
 )
 
 // Commit prints what the edits do and, unless dryRun, applies them. With
@@ -17,10 +13,18 @@ import (
 func Commit(w io.Writer, edits []*Edit, dryRun bool) (changed bool, err error) {
 	for _, e := range edits {
 		if !e.Changed() {
-			fmt.Fprintf(w, "%s: already configured, not changed\n", e.Path)
+			if e.Removal {
+				fmt.Fprintf(w, "%s: nothing of sockreap's there, not changed\n", e.Path)
+			} else {
+				fmt.Fprintf(w, "%s: already configured, not changed\n", e.Path)
+			}
 			continue
 		}
 		changed = true
+		if dryRun && e.Delete {
+			fmt.Fprintf(w, "# %s (dry run): would be removed\n", e.Path)
+			continue
+		}
 		if dryRun {
 			fmt.Fprintf(w, "# %s (dry run, not written):\n%s", e.Path, e.New)
 			if len(e.New) > 0 && e.New[len(e.New)-1] != '\n' {
@@ -32,7 +36,9 @@ func Commit(w io.Writer, edits []*Edit, dryRun bool) (changed bool, err error) {
 		if err != nil {
 			return changed, err
 		}
-		if backup != "" {
+		if e.Delete {
+			fmt.Fprintf(w, "%s: removed (backup: %s)\n", e.Path, backup)
+		} else if backup != "" {
 			fmt.Fprintf(w, "%s: written (backup: %s)\n", e.Path, backup)
 		} else {
 			fmt.Fprintf(w, "%s: created\n", e.Path)
@@ -73,23 +79,4 @@ func Sibling(name string) string {
 		self = r
 	}
 	return filepath.Join(filepath.Dir(self), name)
-}
-
-// SignalPidfile sends sig to the process whose pid is in pidfile.
-func SignalPidfile(pidfile string, sig syscall.Signal) (int, error) {
-	data, err := os.ReadFile(pidfile)
-	if err != nil {
-		return 0, fmt.Errorf("read pid file %s: %w", pidfile, err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil || pid <= 1 {
-		return 0, fmt.Errorf("pid file %s holds no valid pid (%q)", pidfile, strings.TrimSpace(string(data)))
-	}
-	if err := syscall.Kill(pid, sig); err != nil {
-		if errors.Is(err, syscall.ESRCH) {
-			return pid, fmt.Errorf("pid %d from %s is not running: %w", pid, pidfile, err)
-		}
-		return pid, fmt.Errorf("signal pid %d from %s: %w", pid, pidfile, err)
-	}
-	return pid, nil
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/sockreap/sockreap/internal/oci"
 	"os"
 	"path/filepath"
 	"strings"
@@ -166,7 +167,8 @@ func TestApplyBacksUpAndKeepsMode(t *testing.T) {
 // The shipped hooks.d files are what configure hooksd writes for the
 // default install path.
 func TestDeployHooksDInSync(t *testing.T) {
-	for _, s := range HookStages {
+	for _, stage := range oci.HookStages {
+		s := string(stage)
 		p := filepath.Join("..", "..", "deploy", "hooks.d", HooksDFile(s))
 		b, err := os.ReadFile(p)
 		if err != nil {

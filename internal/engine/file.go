@@ -19,15 +19,22 @@ import (
 
 // Edit is the planned new content of one file.
 type Edit struct {
-	Path   string
-	Old    []byte // nil when the file does not exist
-	New    []byte
-	Exists bool
-	Notes  []string // things the operator should know, one line each
+	Path    string
+	Old     []byte // nil when the file does not exist
+	New     []byte
+	Exists  bool
+	Delete  bool     // remove the file (a file that is sockreap's own)
+	Removal bool     // the edit undoes sockreap's configuration
+	Notes   []string // things the operator should know, one line each
 }
 
 // Changed reports whether writing the edit would change the file.
-func (e *Edit) Changed() bool { return !e.Exists || !bytes.Equal(e.Old, e.New) }
+func (e *Edit) Changed() bool {
+	if e.Delete {
+		return e.Exists
+	}
+	return !e.Exists || !bytes.Equal(e.Old, e.New)
+}
 
 // ReadFile returns the content of path, or nil and exists=false when it is
 // missing. Any other error names the file.
@@ -42,7 +49,7 @@ func ReadFile(path string) (data []byte, exists bool, err error) {
 	return data, true, nil
 }
 
-// Apply writes the edit when it changes the file: the old file is first
+// Apply writes (or, for a Delete, removes) the file when the edit changes it: the old file is first
 // copied to a timestamped backup next to it (returned), then the new
 // content replaces it atomically with the old file's mode. An unchanged
 // edit writes nothing and returns "".
@@ -64,6 +71,12 @@ func Apply(e *Edit) (backup string, err error) {
 		backup = path + ".sockreap-bak." + time.Now().UTC().Format("20060102T150405.000000000Z")
 		if err := atomicfile.Write(backup, e.Old, mode); err != nil {
 			return "", fmt.Errorf("back up %s: %w", e.Path, err)
+		}
+		if e.Delete {
+			if err := os.Remove(path); err != nil {
+				return backup, fmt.Errorf("remove %s: %w", e.Path, err)
+			}
+			return backup, nil
 		}
 	} else if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return "", fmt.Errorf("create directory for %s: %w", path, err)

@@ -8,13 +8,9 @@ import (
 	"github.com/sockreap/sockreap/internal/oci"
 )
 
-// HookStages are the OCI stages sockreap-hook runs at: pin the netns while
-// the container's first process exists, drain it once all are gone.
-var HookStages = []string{"createRuntime", "poststop"}
-
 // HookTimeout is the OCI hook timeout in seconds written by sockreap. The
 // hook's own budget (2 s by default) is shorter; this is the backstop.
-const HookTimeout = 10
+const HookTimeout = oci.DefaultHookTimeout
 
 // HooksDFile returns the name of the hooks.d file for one stage. A hooks.d
 // 1.0.0 file holds one command line, and sockreap-hook takes the stage as
@@ -56,13 +52,13 @@ func HooksDJSON(hook, stage string, extra ...string) []byte {
 // The files are sockreap's own: they are replaced whole.
 func HooksD(dir, hook string, extra ...string) ([]*Edit, error) {
 	var edits []*Edit
-	for _, stage := range HookStages {
-		path := filepath.Join(dir, HooksDFile(stage))
+	for _, stage := range oci.HookStages {
+		path := filepath.Join(dir, HooksDFile(string(stage)))
 		old, exists, err := ReadFile(path)
 		if err != nil {
 			return nil, err
 		}
-		edits = append(edits, &Edit{Path: path, Old: old, Exists: exists, New: HooksDJSON(hook, stage, extra...)})
+		edits = append(edits, &Edit{Path: path, Old: old, Exists: exists, New: HooksDJSON(hook, string(stage), extra...)})
 	}
 	return edits, nil
 }

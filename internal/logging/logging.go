@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+
+	"github.com/sockreap/sockreap/internal/safefs"
 )
 
 // Open returns a logger that appends JSON lines to path, creating the file
@@ -36,9 +38,18 @@ func openFile(path string) (*os.File, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("open log file %s: create directory: %w", path, err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if path == os.DevNull {
+		return os.OpenFile(path, os.O_WRONLY, 0)
+	}
+	// The hook runs as root: a log path others could redirect (a
+	// symlink, a file they own, a directory they may write) would let
+	// them append to any file.
+	if err := safefs.CheckParents(path); err != nil {
+		return nil, fmt.Errorf("refusing log file %s: %w", path, err)
+	}
+	f, err := safefs.OpenPrivate(path)
 	if err != nil {
-		return nil, fmt.Errorf("open log file %s: %w", path, err)
+		return nil, fmt.Errorf("refusing log file %s: %w", path, err)
 	}
 	return f, nil
 }

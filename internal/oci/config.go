@@ -4,11 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sockreap/sockreap/internal/safefs"
 )
 
 // AnnotationDrain opts a container out of the drain when set to "false"
@@ -39,6 +39,29 @@ type Config struct {
 	NetnsPath string
 }
 
+// MaxConfigSize bounds the config.json sockreap reads: real ones are a few
+// kilobytes (a large seccomp profile makes them tens); a file above this is
+// not read at all, so that a hostile or broken bundle cannot make a hook
+// spend seconds and hundreds of megabytes on every container stop.
+const MaxConfigSize = 16 << 20
+
+// readConfigFile reads bundle's config.json (following a symlinked
+// config.json, as runtimes do) within MaxConfigSize.
+func readConfigFile(path string) (real string, data []byte, err error) {
+	real = path
+	if r, err := filepath.EvalSymlinks(path); err == nil {
+		real = r
+	}
+	data, err = safefs.ReadFile(real, MaxConfigSize)
+	if errors.Is(err, safefs.ErrTooLarge) {
+		return real, nil, fmt.Errorf("bundle config %s is larger than %d MiB, the most sockreap reads; not a usable config.json: %w", path, MaxConfigSize>>20, err)
+	}
+	if err != nil {
+		return real, nil, fmt.Errorf("read bundle config %s: %w", path, err)
+	}
+	return real, data, nil
+}
+
 // ConfigPath returns bundle/config.json.
 func ConfigPath(bundle string) string { return filepath.Join(bundle, "config.json") }
 
@@ -49,9 +72,9 @@ func ReadConfig(bundle string) (*Config, error) {
 		return nil, errors.New("read bundle config: the OCI state names no bundle directory")
 	}
 	path := ConfigPath(bundle)
-	b, err := os.ReadFile(path)
+	_, b, err := readConfigFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read bundle config %s: %w", path, err)
+		return nil, err
 	}
 	var doc struct {
 		Annotations map[string]string `json:"annotations"`
@@ -74,11 +97,10 @@ func ReadConfig(bundle string) (*Config, error) {
 	return c, nil
 }
 
-// IsProcPath reports whether a namespace path goes through /proc (for
-// example /proc/<pid>/ns/net). Such a path names a process, not a
-// namespace: once that process is gone its pid may belong to another one,
-// so it must never be trusted after the container stopped.
+// IsProcPath reports whether a namespace path leads into /proc (for
+// example /proc/<pid>/ns/net, or a symlink to one). Such a path names a
+// process, not a namespace: once that process is gone its pid may belong
+// to another one, so it must never be trusted after the container stopped.
 func IsProcPath(path string) bool {
-	clean := filepath.Clean(path)
-	return clean == "/proc" || strings.HasPrefix(clean, "/proc/")
+	return ClassifyNetnsPath(path).Kind == NetnsProc
 }

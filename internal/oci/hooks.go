@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
@@ -20,14 +19,6 @@ type HookOptions struct {
 	Timeout int      // OCI hook timeout in seconds; 0 means none
 }
 
-// Stages the hooks are installed in. createRuntime pins the namespace while
-// the container's init process is alive; poststop drains it after every
-// process is gone.
-const (
-	StageCreateRuntime = "createRuntime"
-	StagePoststop      = "poststop"
-)
-
 // HookName is the program name sockreap hooks carry in args[0]; a hook whose
 // path or args[0] ends in it is recognised as ours.
 const HookName = "sockreap-hook"
@@ -38,8 +29,8 @@ const HookName = "sockreap-hook"
 const OCITimeoutFlag = "--oci-timeout"
 
 // hookFor builds the hook entry for stage.
-func hookFor(stage string, opts HookOptions) map[string]any {
-	args := []string{HookName, stage}
+func hookFor(stage Stage, opts HookOptions) map[string]any {
+	args := []string{HookName, string(stage)}
 	args = append(args, opts.Args...)
 	h := map[string]any{"path": opts.Path}
 	if opts.Timeout > 0 {
@@ -63,7 +54,7 @@ func AddHooks(bundle string, opts HookOptions) (changed bool, err error) {
 	if opts.Timeout < 0 {
 		return false, fmt.Errorf("add sockreap hooks to %s: negative hook timeout %d", ConfigPath(bundle), opts.Timeout)
 	}
-	return editHooks(bundle, func(stage string, list []json.RawMessage) ([]json.RawMessage, error) {
+	return editHooks(bundle, func(stage Stage, list []json.RawMessage) ([]json.RawMessage, error) {
 		want, err := json.Marshal(hookFor(stage, opts))
 		if err != nil {
 			return nil, err
@@ -114,7 +105,7 @@ func AddHooks(bundle string, opts HookOptions) (changed bool, err error) {
 // everything else as it was. hookPath, when not empty, is also recognised as
 // ours.
 func RemoveHooks(bundle, hookPath string) (changed bool, err error) {
-	return editHooks(bundle, func(stage string, list []json.RawMessage) ([]json.RawMessage, error) {
+	return editHooks(bundle, func(stage Stage, list []json.RawMessage) ([]json.RawMessage, error) {
 		var out []json.RawMessage
 		for _, raw := range list {
 			_, ours, err := decodeHook(raw, hookPath)
@@ -148,14 +139,10 @@ func decodeHook(raw json.RawMessage, ourPath string) (map[string]json.RawMessage
 
 // editHooks applies edit to the createRuntime and poststop hook lists of
 // bundle/config.json and writes the file back if anything changed.
-func editHooks(bundle string, edit func(stage string, list []json.RawMessage) ([]json.RawMessage, error)) (bool, error) {
-	path := ConfigPath(bundle)
-	if real, err := filepath.EvalSymlinks(path); err == nil {
-		path = real
-	}
-	orig, err := os.ReadFile(path)
+func editHooks(bundle string, edit func(stage Stage, list []json.RawMessage) ([]json.RawMessage, error)) (bool, error) {
+	path, orig, err := readConfigFile(ConfigPath(bundle))
 	if err != nil {
-		return false, fmt.Errorf("edit hooks: read bundle config %s: %w", path, err)
+		return false, fmt.Errorf("edit hooks: %w", err)
 	}
 	var doc map[string]json.RawMessage
 	if err := json.Unmarshal(orig, &doc); err != nil {
@@ -174,9 +161,9 @@ func editHooks(bundle string, edit func(stage string, list []json.RawMessage) ([
 		hooks = map[string]json.RawMessage{}
 	}
 	oldHooks, _ := json.Marshal(hooks)
-	for _, stage := range []string{StageCreateRuntime, StagePoststop} {
+	for _, stage := range HookStages {
 		var list []json.RawMessage
-		if raw, ok := hooks[stage]; ok && !isNull(raw) {
+		if raw, ok := hooks[string(stage)]; ok && !isNull(raw) {
 			if err := json.Unmarshal(raw, &list); err != nil {
 				return false, fmt.Errorf("edit hooks: parse hooks.%s of %s: %w", stage, path, err)
 			}
@@ -186,14 +173,14 @@ func editHooks(bundle string, edit func(stage string, list []json.RawMessage) ([
 			return false, fmt.Errorf("edit hooks of %s: %w", path, err)
 		}
 		if len(list) == 0 {
-			delete(hooks, stage)
+			delete(hooks, string(stage))
 			continue
 		}
 		b, err := json.Marshal(list)
 		if err != nil {
 			return false, fmt.Errorf("edit hooks: encode hooks.%s: %w", stage, err)
 		}
-		hooks[stage] = b
+		hooks[string(stage)] = b
 	}
 	newHooks, _ := json.Marshal(hooks)
 	if sameJSON(oldHooks, newHooks) {
@@ -226,4 +213,26 @@ func sameJSON(a, b []byte) bool {
 		return false
 	}
 	return reflect.DeepEqual(x, y)
+}
+
+// HasHook reports whether bundle/config.json carries a sockreap hook at
+// stage. poststop uses it to tell a container whose createRuntime hook
+// never ran (the runtime failed before it) from one installed without it.
+func HasHook(bundle string, stage Stage) (bool, error) {
+	path, b, err := readConfigFile(ConfigPath(bundle))
+	if err != nil {
+		return false, err
+	}
+	var doc struct {
+		Hooks map[string][]json.RawMessage `json:"hooks"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return false, fmt.Errorf("parse bundle config %s: %w", path, err)
+	}
+	for _, raw := range doc.Hooks[string(stage)] {
+		if _, ours, err := decodeHook(raw, ""); err == nil && ours {
+			return true, nil
+		}
+	}
+	return false, nil
 }

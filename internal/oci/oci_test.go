@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/sockreap/sockreap/internal/safefs"
 )
 
 func TestReadState(t *testing.T) {
@@ -85,10 +87,10 @@ func readDoc(t *testing.T, bundle string) map[string]any {
 	return m
 }
 
-func hookList(t *testing.T, doc map[string]any, stage string) []map[string]any {
+func hookList(t *testing.T, doc map[string]any, stage Stage) []map[string]any {
 	t.Helper()
 	hooks, _ := doc["hooks"].(map[string]any)
-	raw, _ := hooks[stage].([]any)
+	raw, _ := hooks[string(stage)].([]any)
 	var out []map[string]any
 	for _, h := range raw {
 		out = append(out, h.(map[string]any))
@@ -253,5 +255,28 @@ func TestReadConfig(t *testing.T) {
 		if IsProcPath(p) != want {
 			t.Errorf("IsProcPath(%q) = %v", p, !want)
 		}
+	}
+}
+
+// TestConfigTooLarge: a config.json above MaxConfigSize is refused without
+// being read (a sparse file: its size alone must decide), by the reader and
+// by the hook injection, and the file stays as it was.
+func TestConfigTooLarge(t *testing.T) {
+	bundle := t.TempDir()
+	path := ConfigPath(bundle)
+	if err := os.WriteFile(path, []byte(`{"ociVersion":"1.0.2"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, MaxConfigSize+1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadConfig(bundle); err == nil || !errors.Is(err, safefs.ErrTooLarge) || !strings.Contains(err.Error(), "larger than 16 MiB") {
+		t.Errorf("ReadConfig of an oversized config.json: %v", err)
+	}
+	if _, err := AddHooks(bundle, HookOptions{Path: "/usr/local/bin/sockreap-hook"}); !errors.Is(err, safefs.ErrTooLarge) {
+		t.Errorf("AddHooks on an oversized config.json: %v", err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Size() != MaxConfigSize+1 {
+		t.Errorf("oversized config.json changed: %v %v", fi.Size(), err)
 	}
 }

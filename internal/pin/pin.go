@@ -13,11 +13,15 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/sockreap/sockreap/internal/atomicfile"
 	"github.com/sockreap/sockreap/internal/netns"
+	"github.com/sockreap/sockreap/internal/safefs"
 	"golang.org/x/sys/unix"
 )
 
@@ -80,52 +84,99 @@ func (s Store) Path(id string) string { return filepath.Join(s.pinsDir(), id) }
 func (s Store) metaPath(id string) string { return filepath.Join(s.metaDir(), id+".json") }
 func (s Store) lockPath(id string) string { return filepath.Join(s.metaDir(), id+".lock") }
 
-// ValidID checks that a container id can name a file: runtimes restrict ids
-// much further, but a hook must not trust its input.
+// ValidID checks that a container id can name a file and be printed:
+// runtimes restrict ids much further (runc: letters, digits, "_+-."), but a
+// hook must not trust its input. Refused: empty, "." and "..", a path,
+// more than 200 bytes, invalid UTF-8, control characters.
 func ValidID(id string) error {
-	if id == "" || id == "." || id == ".." || strings.ContainsAny(id, "/\x00") || len(id) > 200 {
-		return fmt.Errorf("container id %q cannot name a pin (empty, a path, or too long)", id)
+	bad := id == "" || id == "." || id == ".." || len(id) > 200 || !utf8.ValidString(id) ||
+		strings.ContainsFunc(id, func(r rune) bool { return r == '/' || unicode.IsControl(r) })
+	if bad {
+		return fmt.Errorf("container id %s cannot name a pin (empty, a path, too long, or holding control characters)", strconv.Quote(id))
+	}
+	return nil
+}
+
+// Check refuses a state directory that someone other than root (or the
+// caller) could change: a symlink, a directory group or others may
+// write, or one below such a directory. A missing directory is fine (the
+// first pin creates it, mode 0700).
+func (s Store) Check() error {
+	if _, err := os.Lstat(s.Dir); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err := safefs.CheckDir(s.Dir); err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
+	for _, d := range []string{s.pinsDir(), s.metaDir()} {
+		if _, err := os.Lstat(d); errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err := safefs.CheckOwnDir(d); err != nil {
+			return fmt.Errorf("state directory: %w", err)
+		}
 	}
 	return nil
 }
 
 // Pin bind-mounts the network namespace at source (e.g. /proc/<pid>/ns/net)
-// to the pin of m.ID and records m. Pinning the same namespace again is a
-// no-op; a pin of another namespace under the same id is an *ErrOtherNetns.
+// to the pin of m.ID and records m; see PinNS.
 func (s Store) Pin(source string, m Meta) (*Pin, error) {
 	if err := ValidID(m.ID); err != nil {
 		return nil, err
 	}
-	id, err := netns.IDOf(source)
+	ns, err := netns.Open(source)
 	if err != nil {
 		return nil, fmt.Errorf("pin network namespace of container %s: %w", m.ID, err)
 	}
+	defer ns.Close()
+	return s.PinNS(ns, m)
+}
+
+// PinNS bind-mounts the open namespace ns (the very one the caller checked,
+// not whatever a path names a moment later) to the pin of m.ID and records
+// m. Pinning the same namespace again is a no-op; a pin of another
+// namespace under the same id is an *ErrOtherNetns. The pin is created
+// without following symlinks and mounted through its own descriptor, so
+// nothing outside the pins directory is ever mounted over.
+func (s Store) PinNS(ns *netns.NS, m Meta) (*Pin, error) {
+	if err := ValidID(m.ID); err != nil {
+		return nil, err
+	}
+	id := ns.ID
 	if err := s.setup(); err != nil {
 		return nil, err
 	}
 	path := s.Path(m.ID)
-	if existing, err := s.Get(m.ID); err == nil && existing.Mounted {
-		if existing.NS == id {
-			return existing, nil
+	if existing, err := s.Get(m.ID); err == nil {
+		if existing.Mounted {
+			if existing.NS == id {
+				return existing, nil
+			}
+			return nil, &ErrOtherNetns{Existing: existing}
 		}
-		return nil, &ErrOtherNetns{Existing: existing}
+		// A leftover that is no namespace mount (a plain file, a
+		// symlink): remove the name, never what it may point to.
+		if err := s.unmount(path); err != nil {
+			return nil, fmt.Errorf("pin network namespace of container %s: leftover %s: %w", m.ID, path, err)
+		}
 	}
-	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o400)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o400)
 	if err != nil {
 		return nil, fmt.Errorf("pin network namespace of container %s: create %s: %w", m.ID, path, err)
 	}
-	f.Close()
-	if err := unix.Mount(source, path, "none", unix.MS_BIND, ""); err != nil {
+	target := "/proc/self/fd/" + strconv.Itoa(fd)
+	err = unix.Mount("/proc/self/fd/"+strconv.Itoa(ns.Fd()), target, "none", unix.MS_BIND, "")
+	unix.Close(fd)
+	if err != nil {
 		os.Remove(path)
-		return nil, fmt.Errorf("pin network namespace of container %s: bind-mount %s on %s: %w", m.ID, source, path, err)
+		return nil, fmt.Errorf("pin network namespace of container %s: bind-mount %s on %s: %w", m.ID, id, path, err)
 	}
-	got, err := netns.IDOf(path)
+	got, err := idNoFollow(path)
 	if err != nil || got != id {
-		// The process exited and its pid was reused between the two
-		// looks: what is mounted is not the container's namespace.
 		s.unmount(path)
 		if err == nil {
-			err = fmt.Errorf("namespace changed from %s to %s while pinning (process %s exited?)", id, got, source)
+			err = fmt.Errorf("%s holds %s, not %s", path, got, id)
 		}
 		return nil, fmt.Errorf("pin network namespace of container %s: %w", m.ID, err)
 	}
@@ -141,15 +192,28 @@ func (s Store) Pin(source string, m Meta) (*Pin, error) {
 	return &Pin{ID: m.ID, Path: path, Mounted: true, NS: id, Meta: &m}, nil
 }
 
+// idNoFollow is the namespace mounted at path; a symlink there is none.
+func idNoFollow(path string) (netns.ID, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return netns.ID{}, fmt.Errorf("open %s: %w", path, err)
+	}
+	defer unix.Close(fd)
+	return netns.IDOfFd(fd)
+}
+
 // setup creates the state directories and makes the pins directory a shared
 // mount point, as `ip netns` does for /run/netns: a mount namespace cloned
 // while a pin exists then receives the unmount too, instead of keeping a
 // copy of the pin (and so the network namespace) alive.
 func (s Store) setup() error {
-	for _, d := range []string{s.pinsDir(), s.metaDir()} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return fmt.Errorf("create state directory %s: %w", d, err)
+	for _, d := range []string{s.Dir, s.pinsDir(), s.metaDir()} {
+		if err := safefs.MkdirPrivate(d); err != nil {
+			return fmt.Errorf("state directory: %w", err)
 		}
+	}
+	if err := s.Check(); err != nil {
+		return err
 	}
 	dir := s.pinsDir()
 	if err := unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, ""); err == nil {
@@ -159,7 +223,7 @@ func (s Store) setup() error {
 	}
 	// Not a mount point yet. Serialise with hooks doing the same, so the
 	// directory is bind-mounted onto itself once, not once per hook.
-	lock, err := os.OpenFile(filepath.Join(s.Dir, "pins.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	lock, err := os.OpenFile(filepath.Join(s.Dir, "pins.lock"), os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return fmt.Errorf("lock %s: %w", dir, err)
 	}
@@ -204,10 +268,10 @@ func (s Store) Get(id string) (*Pin, error) {
 		return nil, fmt.Errorf("container %s: look at pin %s: %w", id, path, err)
 	}
 	p := &Pin{ID: id, Path: path}
-	if nsid, err := netns.IDOf(path); err == nil {
+	if nsid, err := idNoFollow(path); err == nil {
 		p.Mounted, p.NS = true, nsid
 	}
-	if b, err := os.ReadFile(s.metaPath(id)); err == nil {
+	if b, err := safefs.ReadFile(s.metaPath(id), maxMetaSize); err == nil {
 		var m Meta
 		if json.Unmarshal(b, &m) == nil {
 			p.Meta = &m
@@ -216,8 +280,15 @@ func (s Store) Get(id string) (*Pin, error) {
 	return p, nil
 }
 
-// List returns every pin, sorted by container id.
+// maxMetaSize bounds a pin's metadata file (a few hundred bytes).
+const maxMetaSize = 1 << 16
+
+// List returns every pin, sorted by container id. It refuses a state
+// directory that fails Check.
 func (s Store) List() ([]*Pin, error) {
+	if err := s.Check(); err != nil {
+		return nil, err
+	}
 	ents, err := os.ReadDir(s.pinsDir())
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -252,23 +323,55 @@ func (s Store) Release(id string) (released bool, err error) {
 	return statErr == nil, nil
 }
 
-// unmount detaches whatever is mounted on path (possibly stacked mounts)
-// and removes the file.
+// unmount detaches the namespace mounts on path (possibly stacked) and
+// removes the name. It unmounts only network namespace (nsfs) mounts and
+// follows no symlink: a symlink in the pins directory is removed, never
+// what it points to; any other mount there is left alone, with an error.
 func (s Store) unmount(path string) error {
 	for i := 0; i < 16; i++ {
-		err := unix.Unmount(path, unix.MNT_DETACH)
-		if err == nil {
-			continue
+		nsfs, err := isNsfsMount(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
 		}
+		if err != nil {
+			return err
+		}
+		if !nsfs {
+			break
+		}
+		err = unix.Unmount(path, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
 		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
-			break // not (or no longer) a mount point
+			break // no mount point: a plain nsfs file cannot be, but be sure
 		}
-		return fmt.Errorf("unmount %s: %w", path, err)
+		if err != nil {
+			return fmt.Errorf("unmount %s: %w", path, err)
+		}
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if errors.Is(err, unix.EBUSY) {
+			return fmt.Errorf("remove %s: something other than a network namespace is mounted there; left alone", path)
+		}
 		return fmt.Errorf("remove %s: %w", path, err)
 	}
 	return nil
+}
+
+// isNsfsMount reports whether path itself (not a symlink's target) is a
+// namespace file, which in the pins directory only a mount can make it.
+func isNsfsMount(path string) (bool, error) {
+	fd, err := unix.Open(path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return false, fs.ErrNotExist
+		}
+		return false, fmt.Errorf("look at %s: %w", path, err)
+	}
+	defer unix.Close(fd)
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &sfs); err != nil {
+		return false, fmt.Errorf("statfs %s: %w", path, err)
+	}
+	return sfs.Type == unix.NSFS_MAGIC, nil
 }
 
 // Lock takes the exclusive lock of container id's pin, so that a poststop
@@ -279,8 +382,10 @@ func (s Store) Lock(id string, wait bool) (unlock func(), err error) {
 	if err := ValidID(id); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(s.metaDir(), 0o700); err != nil {
-		return nil, fmt.Errorf("lock pin of container %s: %w", id, err)
+	for _, d := range []string{s.Dir, s.metaDir()} {
+		if err := safefs.MkdirPrivate(d); err != nil {
+			return nil, fmt.Errorf("lock pin of container %s: state directory: %w", id, err)
+		}
 	}
 	path := s.lockPath(id)
 	how := unix.LOCK_EX
@@ -288,7 +393,7 @@ func (s Store) Lock(id string, wait bool) (unlock func(), err error) {
 		how |= unix.LOCK_NB
 	}
 	for {
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
 		if err != nil {
 			return nil, fmt.Errorf("lock pin of container %s: %w", id, err)
 		}
@@ -299,7 +404,7 @@ func (s Store) Lock(id string, wait bool) (unlock func(), err error) {
 		// The holder before us may have removed the file: then our
 		// lock is on a dead inode and we must start over.
 		var held, now unix.Stat_t
-		if unix.Fstat(int(f.Fd()), &held) == nil && unix.Stat(path, &now) == nil && held.Ino == now.Ino && held.Dev == now.Dev {
+		if unix.Fstat(int(f.Fd()), &held) == nil && unix.Lstat(path, &now) == nil && held.Ino == now.Ino && held.Dev == now.Dev {
 			return func() {
 				if _, err := os.Lstat(s.Path(id)); errors.Is(err, fs.ErrNotExist) {
 					os.Remove(path)

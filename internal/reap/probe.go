@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sockreap/sockreap/internal/atomicfile"
+	"github.com/sockreap/sockreap/internal/safefs"
 	"github.com/sockreap/sockreap/internal/sockdiag"
 	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -367,7 +368,9 @@ func ProbeCached(dir string) (*Capabilities, error) {
 	boot = bytes.TrimSpace(boot)
 	file := filepath.Join(dir, "probe.json")
 	cached := func() *Capabilities {
-		b, err := os.ReadFile(file)
+		// The cache lives in the state directory: no symlink, no
+		// monster file is read.
+		b, err := safefs.ReadFile(file, 1<<16)
 		if err != nil || len(boot) == 0 {
 			return nil
 		}
@@ -380,8 +383,8 @@ func ProbeCached(dir string) (*Capabilities, error) {
 	if c := cached(); c != nil {
 		return c, nil
 	}
-	if err := os.MkdirAll(dir, 0o700); err == nil {
-		if f, err := os.OpenFile(filepath.Join(dir, "probe.lock"), os.O_RDWR|os.O_CREATE, 0o600); err == nil {
+	if err := safefs.MkdirPrivate(dir); err == nil {
+		if f, err := os.OpenFile(filepath.Join(dir, "probe.lock"), os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600); err == nil {
 			defer f.Close()
 			if unix.Flock(int(f.Fd()), unix.LOCK_EX) == nil {
 				if c := cached(); c != nil {

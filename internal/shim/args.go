@@ -17,6 +17,10 @@ type Invocation struct {
 	// pass them); they are removed before the real runtime sees the line.
 	Runtime string // --sockreap-runtime
 	Config  string // --sockreap-config
+
+	// unknownGlobal are global flags neither runc nor crun has: whether
+	// they take a value is unknown, so the subcommand is in doubt.
+	unknownGlobal []string
 }
 
 // globalValueFlags are the global flags of runc and crun that take a
@@ -25,6 +29,12 @@ var globalValueFlags = map[string]bool{
 	"log": true, "log-format": true, "log-level": true, "root": true,
 	"criu": true, "rootless": true, "cgroup-manager": true,
 	"sockreap-runtime": true, "sockreap-config": true,
+}
+
+// globalBoolFlags are the boolean global flags of runc and crun.
+var globalBoolFlags = map[string]bool{
+	"debug": true, "systemd-cgroup": true, "help": true, "h": true,
+	"version": true, "v": true, "V": true,
 }
 
 // Parse splits args (without the program name). Flags may be written
@@ -44,6 +54,9 @@ func Parse(args []string) *Invocation {
 			break
 		}
 		name, value, hasValue := splitFlag(a)
+		if !globalValueFlags[name] && !globalBoolFlags[name] {
+			inv.unknownGlobal = append(inv.unknownGlobal, a)
+		}
 		n := 1
 		if globalValueFlags[name] && !hasValue && i+1 < len(args) {
 			value, n = args[i+1], 2
@@ -81,34 +94,6 @@ func (inv *Invocation) Argv() []string {
 		out = append(out, inv.Command)
 	}
 	return append(out, inv.Args...)
-}
-
-// createValueFlags are the flags of create/run (runc and crun) that take
-// a value, so the parser can step over their values.
-var createValueFlags = map[string]bool{
-	"bundle": true, "b": true, "console-socket": true, "pid-file": true,
-	"preserve-fds": true, "config": true, "f": true,
-}
-
-// Bundle returns the --bundle/-b value of a create or run command, or ""
-// when it is not given (the runtime then uses its working directory).
-func (inv *Invocation) Bundle() string {
-	bundle := ""
-	for i := 0; i < len(inv.Args); i++ {
-		a := inv.Args[i]
-		if a == "--" || len(a) < 2 || a[0] != '-' {
-			break // the container id: flags end here
-		}
-		name, value, hasValue := splitFlag(a)
-		if createValueFlags[name] && !hasValue && i+1 < len(inv.Args) {
-			value = inv.Args[i+1]
-			i++
-		}
-		if name == "bundle" || name == "b" {
-			bundle = value // the last one wins, as with runc
-		}
-	}
-	return bundle
 }
 
 // splitFlag turns "--name=value" / "-name" into its parts.

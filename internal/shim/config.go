@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
+	"path/filepath"
 
 	"github.com/pelletier/go-toml/v2"
+	"github.com/sockreap/sockreap/internal/oci"
+	"github.com/sockreap/sockreap/internal/safefs"
 )
 
 // DefaultConfigPath is the shim's optional configuration file.
@@ -32,7 +34,7 @@ type Config struct {
 }
 
 // DefaultHookTimeout leaves the hook (2 s budget by default) ample room.
-const DefaultHookTimeout = 10
+const DefaultHookTimeout = oci.DefaultHookTimeout
 
 // LoadConfig reads the config file (a missing file is fine: defaults) and
 // applies the environment and the flags of inv.
@@ -46,7 +48,7 @@ func LoadConfig(inv *Invocation, getenv func(string) string) (*Config, error) {
 		path, explicit = inv.Config, true
 	}
 	c := &Config{}
-	data, err := os.ReadFile(path)
+	data, err := readBounded(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && !explicit:
 	case err != nil:
@@ -77,4 +79,16 @@ func LoadConfig(inv *Invocation, getenv func(string) string) (*Config, error) {
 		return nil, fmt.Errorf("shim config %s: hook_timeout %d is negative", path, c.HookTimeout)
 	}
 	return c, nil
+}
+
+// maxConfigSize bounds the shim's configuration file (a few lines).
+const maxConfigSize = 1 << 20
+
+// readBounded reads the config file within maxConfigSize, resolving a
+// symlinked file first (configuration management links them).
+func readBounded(path string) ([]byte, error) {
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
+	return safefs.ReadFile(path, maxConfigSize)
 }

@@ -55,11 +55,18 @@ func Main(args []string, stderr io.Writer) int {
 	if inv.Command == "create" || inv.Command == "run" {
 		// Fail open: a container without the hooks is better than no
 		// container; the warning says why it has none.
-		switch changed, err := inject(inv, cfg); {
+		bundle, err := inv.BundleDir(DialectOf(runtime))
+		switch {
+		case errors.Is(err, ErrHelp):
 		case err != nil:
-			log.Warn("container started without sockreap hooks", "error", err.Error())
-		case changed:
-			log.Info("sockreap hooks added", "bundle", bundleDir(inv))
+			log.Warn("container started without sockreap hooks: its command line is not clear enough to tell which config.json to edit, so no file was touched; pass --bundle DIR before or after the container id", "error", err.Error(), "args", inv.Args)
+		default:
+			switch changed, err := inject(bundle, cfg); {
+			case err != nil:
+				log.Warn("container started without sockreap hooks", "bundle", bundle, "error", err.Error())
+			case changed:
+				log.Info("sockreap hooks added", "bundle", bundle)
+			}
 		}
 	}
 	argv := append([]string{filepath.Base(runtime)}, inv.Argv()...)
@@ -68,21 +75,9 @@ func Main(args []string, stderr io.Writer) int {
 	return fail(fmt.Errorf("exec %s: %w", runtime, err))
 }
 
-func bundleDir(inv *Invocation) string {
-	b := inv.Bundle()
-	if b == "" {
-		b = "."
-	}
-	if abs, err := filepath.Abs(b); err == nil {
-		return abs
-	}
-	return b
-}
-
 // inject adds the hooks to the bundle's config.json; changed is false
 // when they were there already (a hooks.d file or a previous attempt).
-func inject(inv *Invocation, cfg *Config) (changed bool, err error) {
-	bundle := bundleDir(inv)
+func inject(bundle string, cfg *Config) (changed bool, err error) {
 	if _, err := os.Stat(oci.ConfigPath(bundle)); errors.Is(err, fs.ErrNotExist) {
 		return false, nil // the runtime itself reports the missing bundle
 	}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -27,10 +28,21 @@ type result struct {
 
 func run(t *testing.T, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(testbin.Path("sockreap-hook"), args...)
+	return runCmd(t, exec.Command(testbin.Path("sockreap-hook"), args...))
+}
+
+// runIn runs sockreap-hook inside the named network namespace.
+func runIn(t *testing.T, netnsName string, args ...string) result {
+	t.Helper()
+	return runCmd(t, exec.Command("ip", append([]string{"netns", "exec", netnsName, testbin.Path("sockreap-hook")}, args...)...))
+}
+
+func runCmd(t *testing.T, cmd *exec.Cmd) result {
+	t.Helper()
+	args := cmd.Args
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
-	cmd.Env = append(os.Environ(), "SOCKREAP_STATE_DIR="+t.TempDir())
+	cmd.Env = append(cmd.Environ(), "SOCKREAP_STATE_DIR="+t.TempDir())
 	err := cmd.Run()
 	r := result{stdout: o.String(), stderr: e.String()}
 	var ee *exec.ExitError
@@ -97,7 +109,11 @@ func TestBadInvocations(t *testing.T) {
 
 func TestRefusesOwnAndHostNetns(t *testing.T) {
 	nettest.RequireRoot(t)
-	oneLine(t, run(t, "drain", "--netns", "/proc/self/ns/net"), "refusing", "own network namespace")
+	// sockreap runs in the host's namespace here: that is what it says.
+	oneLine(t, run(t, "drain", "--netns", "/proc/self/ns/net"), "refusing", "host's network namespace")
+	// Inside another namespace, its own is refused as its own.
+	x := nettest.NewNetns(t)
+	oneLine(t, runIn(t, x.Name, "drain", "--netns", "/proc/self/ns/net"), "refusing", "own network namespace")
 	oneLine(t, run(t, "drain", "--pid", "1"), "")
 	oneLine(t, run(t, "ls", "--netns", "/proc/self/ns/net"), "refusing")
 }
@@ -231,5 +247,39 @@ func TestDoctor(t *testing.T) {
 	}
 	if t := run(t, "doctor"); !strings.Contains(t.stdout, "SOCK_DESTROY") {
 		panic(t.stdout)
+	}
+}
+
+// drain takes its protocols and orphan policy from the configuration file
+// the hook uses, so a manual drain spares what the hook would spare; a
+// flag still wins over the file.
+func TestDrainHonoursConfigFile(t *testing.T) {
+	nettest.RequireRoot(t)
+	x := nettest.NewNetns(t)
+	x.BindUDP(t, netip.MustParseAddrPort("127.0.0.1:7101"), netip.MustParseAddrPort("127.0.0.1:7102"))
+	cfg := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(cfg, []byte("protocols = [\"tcp\"]\norphans = \"spare\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, "drain", "--netns", x.Path, "--config", cfg, "--json")
+	if r.code != 0 || !strings.Contains(r.stdout, `"found":0`) {
+		t.Errorf("drain with protocols = [\"tcp\"]: exit %d, %s %s; want the UDP socket left alone", r.code, r.stdout, r.stderr)
+	}
+	if ss := x.SS(t); len(ss) != 1 || !strings.HasPrefix(ss[0], "udp") {
+		t.Errorf("ss after a TCP-only drain: %q, want the UDP socket", ss)
+	}
+	// The same file through $SOCKREAP_CONFIG, then overridden by --protocols.
+	cmd := exec.Command(testbin.Path("sockreap-hook"), "drain", "--netns", x.Path, "--json")
+	cmd.Env = append(os.Environ(), "SOCKREAP_CONFIG="+cfg)
+	if r := runCmd(t, cmd); r.code != 0 || !strings.Contains(r.stdout, `"found":0`) {
+		t.Errorf("drain with $SOCKREAP_CONFIG: exit %d, %s %s; want the UDP socket left alone", r.code, r.stdout, r.stderr)
+	}
+	cmd = exec.Command(testbin.Path("sockreap-hook"), "drain", "--netns", x.Path, "--protocols", "udp", "--json")
+	cmd.Env = append(os.Environ(), "SOCKREAP_CONFIG="+cfg)
+	if r := runCmd(t, cmd); r.code != 0 || !strings.Contains(r.stdout, `"found":1`) {
+		t.Errorf("drain --protocols udp: exit %d, %s %s", r.code, r.stdout, r.stderr)
+	}
+	if ss := x.SS(t); len(ss) != 0 && !strings.Contains(ss[0], "UNCONN") {
+		t.Errorf("ss after the UDP drain: %q", ss)
 	}
 }

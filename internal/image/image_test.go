@@ -1,0 +1,70 @@
+package image
+
+import (
+	"archive/tar"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+func TestBuildWritesALoadableArchive(t *testing.T) {
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Skip("needs busybox-static (scripts/deps.sh installs it)")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "sockreap-nri")
+	if err := os.WriteFile(bin, []byte("#!/bin/true\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "img.tar")
+	if err := Build(out, DefaultRef, bb, []string{bin}); err != nil {
+		t.Fatal(err)
+	}
+	tag, _ := name.NewTag(DefaultRef)
+	img, err := tarball.ImageFromPath(out, &tag)
+	if err != nil {
+		t.Fatalf("read the archive back: %v", err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cf.OS != "linux" || len(cf.Config.Entrypoint) != 1 || cf.Config.Entrypoint[0] != "/usr/local/bin/sockreap-nri" {
+		t.Errorf("config: os %q entrypoint %v", cf.OS, cf.Config.Entrypoint)
+	}
+	layers, err := img.Layers()
+	if err != nil || len(layers) != 1 {
+		t.Fatalf("layers %d, %v", len(layers), err)
+	}
+	rc, err := layers[0].Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	seen := map[string]bool{}
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[h.Name] = true
+	}
+	for _, want := range []string{"usr/local/bin/sockreap-nri", "bin/busybox", "bin/sh", "bin/sleep"} {
+		if !seen[want] {
+			t.Errorf("layer lacks %s", want)
+		}
+	}
+	if err := Build(out, DefaultRef, bb, []string{"/bin/true"}); err == nil {
+		t.Error("Build accepted a binary that is not sockreap's")
+	}
+}

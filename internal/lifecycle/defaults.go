@@ -1,0 +1,88 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/sockreap/sockreap/internal/netns"
+	"github.com/sockreap/sockreap/internal/oci"
+	"github.com/sockreap/sockreap/internal/pin"
+	"github.com/sockreap/sockreap/internal/reap"
+)
+
+// SystemNamespaces are the kernel's namespaces, seen from this process.
+type SystemNamespaces struct{}
+
+func (SystemNamespaces) IDOf(path string) (netns.ID, error)       { return netns.IDOf(path) }
+func (SystemNamespaces) Classify(path string) oci.NetnsPath       { return oci.ClassifyNetnsPath(path) }
+func (SystemNamespaces) Open(path string) (*netns.NS, error)      { return netns.Open(path) }
+func (SystemNamespaces) IsHost(id netns.ID) (host, verified bool) { return netns.IsHost(id) }
+func (SystemNamespaces) Self() (netns.ID, error)                  { return netns.Self() }
+
+// ProcScan finds a namespace's processes by reading /proc/*/ns/net of
+// every process; it ignores the hint.
+type ProcScan struct{}
+
+func (ProcScan) InUse(_ context.Context, ns *netns.NS, _ Hint) (Occupants, error) {
+	procs, unreadable, err := netns.Procs(ns.ID)
+	if err != nil {
+		return Occupants{}, fmt.Errorf("list processes in %s: %w", ns.ID, err)
+	}
+	return Occupants{Procs: procs, Unreadable: unreadable}, nil
+}
+
+// Reaper drains with package reap, using the kernel probe cached under
+// StateDir.
+type Reaper struct{ StateDir string }
+
+func (r Reaper) Drain(ctx context.Context, ns *netns.NS, opts reap.Options) (*reap.Report, error) {
+	var probeErr error
+	if opts.Caps == nil {
+		opts.Caps, probeErr = reap.ProbeCached(r.StateDir)
+	}
+	rep, err := reap.Drain(ctx, ns, opts)
+	if rep != nil && probeErr != nil {
+		rep.Warnings = append(rep.Warnings, "kernel probe: "+probeErr.Error())
+	}
+	return rep, err
+}
+
+// BundleFiles reads config.json from the bundle directory.
+type BundleFiles struct{}
+
+func (BundleFiles) ReadConfig(bundle string) (*oci.Config, error) { return oci.ReadConfig(bundle) }
+func (BundleFiles) HasHook(bundle string, stage Stage) (bool, error) {
+	return oci.HasHook(bundle, stage)
+}
+
+// RuntimeStates judges containers by their runtime's state directory (runc:
+// /run/runc/<id>), recorded in the pin's metadata, and by their bundle.
+type RuntimeStates struct{}
+
+// RuntimeState asks the hook's parent, the runtime, for its state directory.
+func (RuntimeStates) RuntimeState(id string) string { return oci.RuntimeStateDir(os.Getppid(), id) }
+
+func (RuntimeStates) Gone(p *pin.Pin, minAge time.Duration, now time.Time) (bool, string) {
+	m := p.Meta
+	if m != nil && m.RuntimeState != "" {
+		if _, err := os.Stat(m.RuntimeState); err == nil {
+			return false, "the runtime still has the container (" + m.RuntimeState + "); its delete releases the pin"
+		}
+		return true, "container gone (runtime state " + m.RuntimeState + " removed)"
+	}
+	if m != nil && m.Bundle != "" {
+		if _, err := os.Stat(oci.ConfigPath(m.Bundle)); errors.Is(err, fs.ErrNotExist) {
+			return true, "container gone (bundle " + m.Bundle + " removed)"
+		}
+	}
+	if m != nil { // without metadata the age is unknown: old enough
+		if age := p.Age(now); age < minAge {
+			return false, fmt.Sprintf("no process inside but only %s old (--min-age %s)", age.Round(time.Second), minAge)
+		}
+	}
+	return true, "no process inside and the container's runtime state is unknown"
+}

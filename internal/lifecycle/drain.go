@@ -1,0 +1,144 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sockreap/sockreap/internal/netns"
+	"github.com/sockreap/sockreap/internal/oci"
+	"github.com/sockreap/sockreap/internal/pin"
+)
+
+// DrainPath drains the namespace mounted at path (e.g. a pod's
+// /var/run/netns/cni-<uuid>) under the same rules as poststop: never
+// through a /proc path (it names a process, whose pid may be reused),
+// never the host's or sockreap's own namespace, never one a live process
+// runs in. A path that is no longer a namespace mount is nothing to drain.
+func (c *Core) DrainPath(ctx context.Context, path string) Outcome {
+	var o Outcome
+	switch np := c.Namespaces.Classify(path); np.Kind {
+	case oci.NetnsProc:
+		o.Action = Refused
+		o.Err = fmt.Errorf("refusing to drain %s: it leads into /proc, which names a process, not a namespace, and may be stale", path)
+		return o
+	case oci.NetnsNsfs:
+		path = np.Resolved
+	default:
+		o.Action, o.Reason = NothingToDrain, path+" is not a network namespace mount (already released)"
+		return o
+	}
+	return c.openAndDrain(ctx, path, Hint{Everyone: true})
+}
+
+// DrainNamespace drains ns unless it is the host's or sockreap's own
+// namespace, or (without Force) a live process still runs in it.
+func (c *Core) DrainNamespace(ctx context.Context, ns *netns.NS) Outcome {
+	return c.drain(ctx, ns, Hint{Everyone: true})
+}
+
+func (c *Core) openAndDrain(ctx context.Context, path string, hint Hint) Outcome {
+	ns, err := c.Namespaces.Open(path)
+	if err != nil {
+		return Outcome{}.fail(err)
+	}
+	defer ns.Close()
+	return c.drain(ctx, ns, hint)
+}
+
+// check refuses the host's namespace and sockreap's own. The host's is
+// looked at first: a hook runs in the host's namespace, and a container
+// sharing it is in the host's, which is what the operator must hear. The
+// warning is non-empty when the host's namespace could not be identified.
+func (c *Core) check(id netns.ID) (warning string, err error) {
+	host, verified := c.Namespaces.IsHost(id)
+	if host {
+		return "", fmt.Errorf("network namespace %s %w", id, netns.ErrHost)
+	}
+	self, err := c.Namespaces.Self()
+	if err != nil {
+		return "", fmt.Errorf("identify own network namespace: %w", err)
+	}
+	if id == self {
+		return "", fmt.Errorf("network namespace %s %w", id, netns.ErrSelf)
+	}
+	if !verified {
+		warning = "could not identify the host network namespace (/proc/1/ns/net unreadable); only the own-namespace check applied"
+	}
+	return warning, nil
+}
+
+// drainSlice is kept of a deadline for what follows the drain (releasing
+// the pin, logging).
+const drainSlice = 200 * time.Millisecond
+
+func (c *Core) drain(ctx context.Context, ns *netns.NS, hint Hint) Outcome {
+	o := Outcome{Netns: ns.ID.String()}
+	c.progress(o)
+	warning, err := c.check(ns.ID)
+	if err != nil {
+		o.Action, o.Err = Refused, fmt.Errorf("refusing to drain %s: %w", ns.Path, err)
+		return o
+	}
+	if warning != "" {
+		o.warn("%s", warning)
+	}
+	occ, err := c.Occupancy.InUse(ctx, ns, hint)
+	if err != nil {
+		return o.fail(err)
+	}
+	o.Unreadable = occ.Unreadable
+	if len(occ.Procs) > 0 {
+		o.Processes = occ.Procs
+		if !c.Force {
+			o.Action = SkippedShared
+			o.Reason = fmt.Sprintf("%d live processes still in the namespace (shared with another container)", len(occ.Procs))
+			return o
+		}
+	}
+	opts := c.Options
+	if dl, ok := ctx.Deadline(); ok {
+		left := time.Until(dl)
+		t := left - min(left/5, drainSlice)
+		if t <= 0 {
+			o.Action, o.Err = BudgetExceeded, fmt.Errorf("budget used up before the drain of %s could start", ns.ID)
+			return o
+		}
+		if opts.Timeout <= 0 || t < opts.Timeout {
+			opts.Timeout = t
+		}
+	}
+	rep, err := c.Drainer.Drain(ctx, ns, opts)
+	o.Report = rep
+	if err != nil {
+		return o.fail(fmt.Errorf("drain %s: %w", ns.Path, err))
+	}
+	o.Action = Drained
+	return o
+}
+
+// drainAndRelease drains the namespace pinned by p when that is safe, then
+// releases the pin whatever the drain did.
+func (c *Core) drainAndRelease(ctx context.Context, p *pin.Pin) Outcome {
+	o := c.openAndDrain(ctx, p.Path, hintOf(p))
+	o.Container, o.Pin = p.ID, p.Path
+	released, err := c.Pins.Release(p.ID)
+	o.Released = released
+	if err != nil {
+		o.Err = errors.Join(o.Err, err)
+		if o.Action != Refused && o.Action != BudgetExceeded {
+			o.Action = Failed
+		}
+	}
+	return o
+}
+
+// hintOf points an occupancy check at the process the pin was taken from.
+func hintOf(p *pin.Pin) Hint {
+	h := Hint{Everyone: true}
+	if p.Meta != nil && p.Meta.PID > 0 {
+		h.PIDs = []int{p.Meta.PID}
+	}
+	return h
+}

@@ -1,0 +1,167 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sockreap/sockreap/internal/oci"
+	"github.com/sockreap/sockreap/internal/pin"
+)
+
+// CreateRuntime pins the container's network namespace while its init
+// process (st.Pid) is alive, so that poststop can still reach it. A pin
+// left under the same id by an earlier container whose poststop never ran
+// is drained, released and replaced; what became of it is the outcome's
+// Leftover.
+func (c *Core) CreateRuntime(ctx context.Context, st *specs.State) Outcome {
+	o := Outcome{Container: st.ID}
+	c.progress(o)
+	if oci.DrainDisabled(st.Annotations) {
+		o.Action, o.Reason = OptedOut, "opted out by annotation "+oci.AnnotationDrain
+		return o
+	}
+	if st.Pid <= 0 {
+		return o.fail(fmt.Errorf("container %s: the OCI state has no pid (status %q), so its network namespace cannot be pinned; is the hook installed at createRuntime?", st.ID, st.Status))
+	}
+	source := "/proc/" + strconv.Itoa(st.Pid) + "/ns/net"
+	id, err := c.Namespaces.IDOf(source)
+	if err != nil {
+		return o.fail(fmt.Errorf("container %s: %w", st.ID, err))
+	}
+	o.Netns = id.String()
+	c.progress(o)
+	if _, err := c.check(id); err != nil {
+		// The container shares the host's (or the runtime's) namespace:
+		// nothing of its own to drain later.
+		o.Action, o.Reason = NothingToDrain, err.Error()
+		return o
+	}
+	unlock, err := c.Pins.Lock(st.ID, true)
+	if err != nil {
+		return o.fail(err)
+	}
+	defer unlock()
+	m := pin.Meta{ID: st.ID, PID: st.Pid, Bundle: st.Bundle, RuntimeState: c.Containers.RuntimeState(st.ID)}
+	p, err := c.Pins.Pin(source, m)
+	var other *pin.ErrOtherNetns
+	if errors.As(err, &other) {
+		// A leftover of an earlier container with this id whose poststop
+		// never ran: empty it and make room.
+		left := c.drainAndRelease(ctx, other.Existing)
+		o.Leftover = &left
+		o.warn("replaced a leftover pin of %s (%s)", other.Existing.NS, left.Message())
+		if left.Err != nil {
+			o.warn("leftover pin: %v", left.Err)
+		}
+		p, err = c.Pins.Pin(source, m)
+	}
+	if p != nil {
+		o.Pin = p.Path
+		c.progress(o)
+	}
+	if err != nil {
+		if p != nil && p.Mounted {
+			o.warn("%v", err) // pinned; only the metadata is missing
+			o.Action = Pinned
+			return o
+		}
+		return o.fail(err)
+	}
+	o.Action = Pinned
+	return o
+}
+
+// Poststop drains the container's namespace — through its pin, or through
+// a namespace mount named in config.json that the engine still holds (CNI,
+// Docker) — and releases the pin, also when the drain was skipped or
+// failed: a pin must not outlive its container.
+func (c *Core) Poststop(ctx context.Context, st *specs.State) Outcome {
+	o := Outcome{Container: st.ID}
+	c.progress(o)
+	if err := pin.ValidID(st.ID); err != nil {
+		return o.fail(err)
+	}
+	unlock, err := c.Pins.Lock(st.ID, true)
+	if err != nil {
+		return o.fail(err)
+	}
+	defer unlock()
+
+	p, perr := c.Pins.Get(st.ID)
+	if perr != nil && !errors.Is(perr, pin.ErrNoPin) {
+		o.warn("%v", perr)
+	}
+	if p != nil {
+		o.Pin = p.Path
+		c.progress(o)
+	}
+	optedOut := oci.DrainDisabled(st.Annotations)
+	var cfg *oci.Config
+	var cfgErr error
+	if !optedOut {
+		// Runtimes copy the annotations into the state, but not all of
+		// them: config.json has the last word.
+		if cfg, cfgErr = c.Bundles.ReadConfig(st.Bundle); cfgErr == nil {
+			optedOut = oci.DrainDisabled(cfg.Annotations)
+		}
+	}
+	if optedOut {
+		o.Action, o.Reason = OptedOut, "opted out by annotation "+oci.AnnotationDrain
+		if p != nil {
+			o.Released, o.Err = c.Pins.Release(st.ID)
+		}
+		return o
+	}
+	if p != nil && p.Mounted {
+		d := c.drainAndRelease(ctx, p)
+		d.Warnings = append(o.Warnings, d.Warnings...)
+		return d
+	}
+	if p != nil {
+		o.warn("pin %s is no longer a network namespace mount (unmounted by someone else?); removed it", p.Path)
+		if _, err := c.Pins.Release(st.ID); err != nil {
+			o.warn("%v", err)
+		}
+		o.Pin = ""
+	}
+
+	// No pin: the namespace may still be reachable through a mount the
+	// engine keeps (CNI, docker), named in config.json.
+	if cfgErr != nil {
+		return o.fail(fmt.Errorf("container %s: no pin at %s and %w", st.ID, c.Pins.Path(st.ID), cfgErr))
+	}
+	if !cfg.HasNetns {
+		o.Action, o.Reason = NothingToDrain, "the container has no network namespace of its own"
+		return o
+	}
+	path := cfg.NetnsPath
+	if path == "" {
+		o.Action = NothingToDrain
+		if has, err := c.Bundles.HasHook(st.Bundle, StageCreateRuntime); err == nil && has {
+			// runc runs poststop also when create failed before the
+			// createRuntime hook: there was never a namespace to pin.
+			o.Reason = "no pin: createRuntime never pinned this container (the runtime failed to create it before that hook ran, or the hook failed: see its log line)"
+			return o
+		}
+		o.warn("no pin for container %s at %s and config.json names no namespace path: was the createRuntime hook installed?", st.ID, c.Pins.Path(st.ID))
+		return o
+	}
+	switch np := c.Namespaces.Classify(path); np.Kind {
+	case oci.NetnsProc:
+		o.Action = NothingToDrain
+		o.warn("config.json names the namespace by process (%s), which is stale after the container stopped; not trusted", path)
+		return o
+	case oci.NetnsNsfs:
+		path = np.Resolved // open what was judged, not a link changed meanwhile
+	default:
+		o.Action = NothingToDrain
+		o.warn("config.json namespace path %s is not a network namespace mount (already released)", path)
+		return o
+	}
+	d := c.openAndDrain(ctx, path, Hint{Everyone: true})
+	d.Container, d.Warnings = st.ID, append(o.Warnings, d.Warnings...)
+	return d
+}

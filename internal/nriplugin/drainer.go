@@ -1,0 +1,12 @@
+package nriplugin
+
+import (
+	"github.com/sockreap/sockreap/internal/config"
+	"github.com/sockreap/sockreap/internal/lifecycle"
+)
+
+// newDrainer returns the lifecycle core configured by cfg: the same
+// decisions as the OCI hook's poststop.
+func newDrainer(cfg *config.Config) Drainer {
+	return lifecycle.New(cfg.StateDir, cfg.DrainOptions(0))
+}

@@ -1,0 +1,96 @@
+package nriplugin
+
+import (
+	"context"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sockreap/sockreap/internal/config"
+	"github.com/sockreap/sockreap/internal/nettest"
+)
+
+// realDrainer is the drain core the binary uses, with its probe cache in a
+// directory of the test's own.
+func realDrainer(t *testing.T) Drainer {
+	cfg := config.Default()
+	cfg.StateDir = t.TempDir()
+	return newDrainer(cfg)
+}
+
+// orphanIn leaves a FIN-WAIT-1 orphan in x towards a peer in p that never
+// reads, and returns the ss lines of x.
+func orphanIn(t *testing.T, x, p *nettest.Netns, link *nettest.Link) {
+	t.Helper()
+	ap := netip.AddrPortFrom(link.B4, 7100)
+	lst := p.Listen(t, ap, 4, 4096)
+	c := x.Dial(t, ap)
+	nettest.Accept(t, lst)
+	nettest.Fill(t, c)
+	c.Close()
+	if nettest.WaitUntil(3*time.Second, func() bool { return strings.Contains(strings.Join(x.SS(t), "\n"), "FIN-WAIT-1") }) < 0 {
+		t.Fatalf("no orphan in %s: %v", x.Name, x.SS(t))
+	}
+}
+
+func TestStopPodSandboxDrainsARealNamespace(t *testing.T) {
+	nettest.RequireRoot(t)
+	x, p := nettest.NewNetns(t), nettest.NewNetns(t)
+	link := nettest.Connect(t, x, p)
+	orphanIn(t, x, p, link)
+
+	pl, buf := newTestPlugin(realDrainer(t), 0)
+	if err := pl.StopPodSandbox(context.Background(), pod(x.Path)); err != nil {
+		t.Fatal(err)
+	}
+	if left := x.SS(t); len(left) != 0 {
+		t.Errorf("sockets left after StopPodSandbox (ss): %v\nlog: %s", left, buf)
+	}
+	l := logLines(t, buf)
+	if len(l) != 1 || l[0]["action"] != string(Drained) || l[0]["destroyed"].(float64) < 1 {
+		t.Errorf("want one drained line with destroyed ≥ 1, got %s", buf)
+	}
+}
+
+func TestStopPodSandboxSkipsANamespaceWithALiveProcess(t *testing.T) {
+	nettest.RequireRoot(t)
+	x, p := nettest.NewNetns(t), nettest.NewNetns(t)
+	link := nettest.Connect(t, x, p)
+	orphanIn(t, x, p, link)
+	sleeper := exec.Command("ip", "netns", "exec", x.Name, "sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() })
+	// Wait until the sleeper is inside x (ip execs it after setns).
+	if nettest.WaitUntil(3*time.Second, func() bool {
+		out, _ := exec.Command("ip", "netns", "pids", x.Name).Output()
+		return strings.TrimSpace(string(out)) != ""
+	}) < 0 {
+		t.Fatal("sleeper never entered the namespace")
+	}
+
+	pl, buf := newTestPlugin(realDrainer(t), 0)
+	if err := pl.StopPodSandbox(context.Background(), pod(x.Path)); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(x.SS(t), "\n"), "FIN-WAIT-1") {
+		t.Errorf("the orphan went although a live process shares the namespace: %v", x.SS(t))
+	}
+	if l := logLines(t, buf); len(l) != 1 || l[0]["action"] != string(SkippedShared) {
+		t.Errorf("want one skipped-shared line, got %s", buf)
+	}
+}
+
+func TestStopPodSandboxOfAReleasedNamespace(t *testing.T) {
+	nettest.RequireRoot(t)
+	pl, buf := newTestPlugin(realDrainer(t), 0)
+	if err := pl.StopPodSandbox(context.Background(), pod("/var/run/netns/"+nettest.Unique("gone"))); err != nil {
+		t.Fatal(err)
+	}
+	if l := logLines(t, buf); len(l) != 1 || l[0]["action"] != string(NothingToDrain) || l[0]["level"] != "INFO" {
+		t.Errorf("want one INFO nothing-to-drain line, got %s", buf)
+	}
+}

@@ -1,0 +1,213 @@
+// Package safefs opens, reads and creates the files sockreap works with as
+// root without following a symlink at the last step, without reading more
+// than a bound, and refuses directories that another user could change
+// under it. The standard library has no "no-follow" or "bounded" variants
+// of os.ReadFile and os.MkdirAll, and no library of the field offers
+// exactly these checks, hence this small package.
+package safefs
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrTooLarge is returned by ReadFile for a file above its limit.
+var ErrTooLarge = errors.New("file too large")
+
+// ErrSymlink is returned when the last element of a path is a symlink
+// where sockreap expects a file or directory of its own.
+var ErrSymlink = errors.New("is a symlink")
+
+// ErrNotRegular is returned for a path that is no regular file.
+var ErrNotRegular = errors.New("not a regular file")
+
+// ErrUnsafe is returned for a directory or file that users other than its
+// owner (or an owner other than root or the caller) could change.
+var ErrUnsafe = errors.New("writable by others")
+
+// Open opens an existing regular file for reading without following a
+// symlink at the last element of path.
+func Open(path string) (*os.File, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, wrapOpen(path, err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	if err := regular(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// OpenPrivate opens path for appending, creating it with mode 0600 when it
+// is missing. It follows no symlink at the last element and refuses a file
+// that is not regular or that group or others may write.
+func OpenPrivate(path string) (*os.File, error) {
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0o600)
+	if err != nil {
+		return nil, wrapOpen(path, err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	if err := regular(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := ownerOK(path, &st); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func wrapOpen(path string, err error) error {
+	if errors.Is(err, unix.ELOOP) {
+		return &fs.PathError{Op: "open", Path: path, Err: ErrSymlink}
+	}
+	return &fs.PathError{Op: "open", Path: path, Err: err}
+}
+
+func regular(f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return &fs.PathError{Op: "open", Path: f.Name(), Err: ErrNotRegular}
+	}
+	return nil
+}
+
+// ReadFile reads the regular file path, following no symlink at its last
+// element, and fails with ErrTooLarge (without reading it) when it holds
+// more than limit bytes.
+func ReadFile(path string, limit int64) ([]byte, error) {
+	f, err := Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() > limit {
+		return nil, tooLarge(path, fi.Size(), limit)
+	}
+	// The file may grow while it is read: read one byte past the limit.
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, &fs.PathError{Op: "read", Path: path, Err: err}
+	}
+	if int64(len(b)) > limit {
+		return nil, tooLarge(path, int64(len(b)), limit)
+	}
+	return b, nil
+}
+
+func tooLarge(path string, size, limit int64) error {
+	return &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w: %d bytes or more, the limit is %d", ErrTooLarge, size, limit)}
+}
+
+// Size returns the size of the regular file path (not following a symlink
+// at its last element).
+func Size(path string) (int64, error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return 0, err
+	}
+	if !fi.Mode().IsRegular() {
+		return 0, &fs.PathError{Op: "stat", Path: path, Err: ErrNotRegular}
+	}
+	return fi.Size(), nil
+}
+
+// MkdirPrivate creates directory path with mode 0700 (its missing parents
+// 0755), or checks an existing one with CheckOwnDir.
+func MkdirPrivate(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mkdir(path, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+		return &fs.PathError{Op: "mkdir", Path: path, Err: err}
+	}
+	return CheckOwnDir(path)
+}
+
+// CheckOwnDir checks that path is a directory (not a symlink to one) that
+// only its owner may write, owned by root or the caller.
+func CheckOwnDir(path string) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		return &fs.PathError{Op: "stat", Path: path, Err: err}
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+	case unix.S_IFLNK:
+		return &fs.PathError{Op: "check", Path: path, Err: ErrSymlink}
+	default:
+		return &fs.PathError{Op: "check", Path: path, Err: errors.New("not a directory")}
+	}
+	return ownerOK(path, &st)
+}
+
+// CheckDir checks the directory path with CheckOwnDir and its ancestors
+// with CheckParents.
+func CheckDir(path string) error {
+	if err := CheckOwnDir(path); err != nil {
+		return err
+	}
+	return CheckParents(path)
+}
+
+// CheckParents checks each ancestor of path after resolving symlinks: none
+// may be writable by group or others unless it is sticky (like /tmp), nor
+// owned by anyone but root or the caller, so that nobody else can swap
+// path for something else.
+func CheckParents(path string) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	real, err := filepath.EvalSymlinks(filepath.Dir(abs))
+	if err != nil {
+		return &fs.PathError{Op: "check", Path: path, Err: err}
+	}
+	for dir := real; ; dir = filepath.Dir(dir) {
+		var st unix.Stat_t
+		if err := unix.Stat(dir, &st); err != nil {
+			return &fs.PathError{Op: "check", Path: dir, Err: err}
+		}
+		if st.Mode&unix.S_ISVTX == 0 {
+			if err := ownerOK(dir, &st); err != nil {
+				return fmt.Errorf("%s: parent %w", path, err)
+			}
+		}
+		if dir == "/" || dir == "." {
+			return nil
+		}
+	}
+}
+
+// ownerOK refuses a file that group or others may write, or whose owner is
+// neither root nor the caller.
+func ownerOK(path string, st *unix.Stat_t) error {
+	if st.Mode&0o022 != 0 {
+		return &fs.PathError{Op: "check", Path: path, Err: fmt.Errorf("%w (mode %#o): make it writable by its owner only (chmod go-w)", ErrUnsafe, st.Mode&0o7777)}
+	}
+	if euid := uint32(os.Geteuid()); st.Uid != 0 && st.Uid != euid {
+		return &fs.PathError{Op: "check", Path: path, Err: fmt.Errorf("%w: owned by uid %d, not by root or uid %d", ErrUnsafe, st.Uid, euid)}
+	}
+	return nil
+}
