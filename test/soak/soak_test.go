@@ -133,6 +133,7 @@ func (w *world) shim(args ...string) (string, error) {
 type result struct {
 	id     string
 	ns     netns.ID
+	cookie uint64 // the namespace's cookie: inodes are reused, cookies never
 	err    error // a failed operation no kill explains
 	killed bool  // its delete failed because its poststop hook was killed
 }
@@ -163,6 +164,10 @@ func (w *world) life(t *testing.T, id string) result {
 		return r
 	}
 	if r.ns, err = netns.IDOf("/proc/" + strconv.Itoa(st.Pid) + "/ns/net"); err != nil {
+		r.err = err
+		return r
+	}
+	if r.cookie, err = cookieOf("/proc/" + strconv.Itoa(st.Pid) + "/ns/net"); err != nil {
 		r.err = err
 		return r
 	}
@@ -309,10 +314,10 @@ func TestSoak(t *testing.T) {
 	if len(mounts) > 0 {
 		t.Errorf("mounts left under the pins directory: %v", mounts)
 	}
-	ours := map[string]bool{}
+	ours := map[string]uint64{}
 	for _, r := range results {
 		if !r.ns.Zero() {
-			ours[r.ns.String()] = true
+			ours[r.ns.String()] = r.cookie
 		}
 	}
 	if held := holders(t, ours); len(held) > 0 {
@@ -375,18 +380,30 @@ func mountsUnder(t *testing.T, prefix string) []string {
 	return out
 }
 
-// holders finds what still reaches one of the namespaces (net:[inode]):
-// an nsfs mount anywhere, a thread inside, an open descriptor.
-func holders(t *testing.T, ns map[string]bool) []string {
+// holders finds what still reaches one of the namespaces (net:[inode] to
+// cookie): an nsfs mount anywhere, a thread inside, an open descriptor.
+// The kernel reuses a freed namespace's inode for the next one (other
+// tests on the machine make namespaces too), so a match by inode counts
+// only when the namespace's cookie is the same.
+func holders(t *testing.T, ns map[string]uint64) []string {
 	t.Helper()
 	var held []string
+	ours := func(what, path, link string) {
+		want, ok := ns[link]
+		if !ok {
+			return
+		}
+		if c, err := cookieOf(path); err == nil && c == want {
+			held = append(held, what+" "+path+" "+link)
+		}
+	}
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 4 && ns[f[3]] {
-			held = append(held, "mount "+f[4]+" "+f[3])
+		if f := strings.Fields(l); len(f) > 4 {
+			ours("mount", f[4], f[3])
 		}
 	}
 	procs, _ := os.ReadDir("/proc")
@@ -396,18 +413,45 @@ func holders(t *testing.T, ns map[string]bool) []string {
 		}
 		tasks, _ := os.ReadDir("/proc/" + p.Name() + "/task")
 		for _, task := range tasks {
-			if l, err := os.Readlink("/proc/" + p.Name() + "/task/" + task.Name() + "/ns/net"); err == nil && ns[l] {
-				held = append(held, "thread "+p.Name()+"/"+task.Name()+" "+l)
+			path := "/proc/" + p.Name() + "/task/" + task.Name() + "/ns/net"
+			if l, err := os.Readlink(path); err == nil {
+				ours("thread", path, l)
 			}
 		}
 		fds, _ := os.ReadDir("/proc/" + p.Name() + "/fd")
 		for _, fd := range fds {
-			if l, err := os.Readlink("/proc/" + p.Name() + "/fd/" + fd.Name()); err == nil && ns[l] {
-				held = append(held, "fd "+p.Name()+"/"+fd.Name()+" "+l)
+			path := "/proc/" + p.Name() + "/fd/" + fd.Name()
+			if l, err := os.Readlink(path); err == nil && strings.HasPrefix(l, "net:[") {
+				ours("fd", path, l)
 			}
 		}
 	}
 	return held
+}
+
+// soNetnsCookie is SO_NETNS_COOKIE (Linux 5.14+), the same on every
+// architecture; golang.org/x/sys does not name it yet.
+const soNetnsCookie = 71
+
+// cookieOf returns the cookie of the network namespace at path, a number
+// the kernel never hands out twice.
+func cookieOf(path string) (uint64, error) {
+	ns, err := netns.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer ns.Close()
+	var cookie uint64
+	err = ns.Do(func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		cookie, err = unix.GetsockoptUint64(fd, unix.SOL_SOCKET, soNetnsCookie)
+		return err
+	})
+	return cookie, err
 }
 
 func countFds(t *testing.T, pid int) int {
