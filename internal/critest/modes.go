@@ -74,6 +74,7 @@ func RuncMode(e *Engine) *Mode {
 // HookRecord is one line of the hook log.
 type HookRecord struct {
 	Level, Msg, Stage, Container string
+	Action                       string // lifecycle.Action: drained, skipped-shared, ...
 	Warnings                     []string
 	Error                        string
 	Line                         string `json:"-"`
@@ -131,7 +132,7 @@ func CheckHookLog(t T, d *Daemon, p *Pod, drained bool) {
 		if r.Level == "ERROR" {
 			t.Errorf("hook error for %s at %s: %s", r.Container, r.Stage, r.Error)
 		}
-		if r.Stage == "poststop" && strings.HasPrefix(r.Msg, "drained") {
+		if r.Stage == "poststop" && r.Action == "drained" {
 			drains++
 		}
 	}
