@@ -134,8 +134,8 @@ type result struct {
 	id     string
 	ns     netns.ID
 	cookie uint64 // the namespace's cookie: inodes are reused, cookies never
-	err    error // a failed operation no kill explains
-	killed bool  // its delete failed because its poststop hook was killed
+	err    error  // a failed operation no kill explains
+	killed bool   // its delete failed because its poststop hook was killed
 }
 
 func (w *world) life(t *testing.T, id string) result {
