@@ -231,3 +231,22 @@ func TestDescribeUsersQuotes(t *testing.T) {
 		t.Errorf("DescribeUsers = %s", got)
 	}
 }
+
+// A joined container stopped and left orphans; the container it joined
+// still runs. Its orphans are not destroyed behind its back: the hinted
+// process is looked at (no host scan).
+func TestOrphansOfSharedNamespaceKept(t *testing.T) {
+	nettest.RequireRoot(t)
+	x, _ := orphanNetns(t)
+	owner := sleeper(t, "ip", "netns", "exec", x.Name)
+	waitInside(t, x, owner)
+	joined := "/proc/" + strconv.Itoa(owner) + "/ns/net"
+	v := check(t, x, inuse.Hint{PIDs: inuse.PathPIDs(joined)})
+	if v.Checked.Path != inuse.PathHolderless || !v.InUse || v.Checked.Processes != 1 {
+		t.Errorf("orphans in a shared namespace: %+v, want in use after reading the hinted process alone", v)
+	}
+	// Without a hint, orphans alone are no reason to read the host.
+	if v := check(t, x, inuse.Hint{}); v.InUse || v.Checked.Processes != 0 {
+		t.Errorf("no hint: %+v, want not in use, nothing read", v)
+	}
+}

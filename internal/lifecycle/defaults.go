@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/sockreap/sockreap/internal/inuse"
 	"github.com/sockreap/sockreap/internal/netns"
 	"github.com/sockreap/sockreap/internal/oci"
 	"github.com/sockreap/sockreap/internal/pin"
@@ -23,16 +24,17 @@ func (SystemNamespaces) Open(path string) (*netns.NS, error)      { return netns
 func (SystemNamespaces) IsHost(id netns.ID) (host, verified bool) { return netns.IsHost(id) }
 func (SystemNamespaces) Self() (netns.ID, error)                  { return netns.Self() }
 
-// ProcScan finds a namespace's processes by reading /proc/*/ns/net of
-// every process; it ignores the hint.
-type ProcScan struct{}
+// Checker is the safety check of package inuse: its cost follows what the
+// namespace holds (nothing, sockets no descriptor holds, or sockets whose
+// holders it looks for), not how many processes the host runs.
+type Checker struct{}
 
-func (ProcScan) InUse(_ context.Context, ns *netns.NS, _ Hint) (Occupants, error) {
-	procs, unreadable, err := netns.Procs(ns.ID)
+func (Checker) InUse(ctx context.Context, ns *netns.NS, h Hint) (Occupants, error) {
+	v, err := inuse.Check(ctx, ns, inuse.Hint{PIDs: h.PIDs, Cgroups: h.Cgroups, Everyone: h.Everyone})
 	if err != nil {
-		return Occupants{}, fmt.Errorf("list processes in %s: %w", ns.ID, err)
+		return Occupants{}, err
 	}
-	return Occupants{Procs: procs, Unreadable: unreadable}, nil
+	return Occupants{Procs: v.Procs(), Unreadable: v.Unreadable, Keep: v.KeepFunc(), Checked: v.String()}, nil
 }
 
 // Reaper drains with package reap, using the kernel probe cached under

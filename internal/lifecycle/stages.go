@@ -50,7 +50,7 @@ func (c *Core) CreateRuntime(ctx context.Context, st *specs.State) Outcome {
 	if errors.As(err, &other) {
 		// A leftover of an earlier container with this id whose poststop
 		// never ran: empty it and make room.
-		left := c.drainAndRelease(ctx, other.Existing)
+		left := c.drainAndRelease(ctx, other.Existing, hintOf(other.Existing))
 		o.Leftover = &left
 		o.warn("replaced a leftover pin of %s (%s)", other.Existing.NS, left.Message())
 		if left.Err != nil {
@@ -116,7 +116,7 @@ func (c *Core) Poststop(ctx context.Context, st *specs.State) Outcome {
 		return o
 	}
 	if p != nil && p.Mounted {
-		d := c.drainAndRelease(ctx, p)
+		d := c.drainAndRelease(ctx, p, poststopHint(st, p, cfg))
 		d.Warnings = append(o.Warnings, d.Warnings...)
 		return d
 	}
@@ -161,7 +161,7 @@ func (c *Core) Poststop(ctx context.Context, st *specs.State) Outcome {
 		o.warn("config.json namespace path %s is not a network namespace mount (already released)", path)
 		return o
 	}
-	d := c.openAndDrain(ctx, path, Hint{Everyone: true})
+	d := c.openAndDrain(ctx, path, poststopHint(st, nil, cfg))
 	d.Container, d.Warnings = st.ID, append(o.Warnings, d.Warnings...)
 	return d
 }
