@@ -44,7 +44,12 @@ type Reaper struct{ StateDir string }
 func (r Reaper) Drain(ctx context.Context, ns *netns.NS, opts reap.Options) (*reap.Report, error) {
 	var probeErr error
 	if opts.Caps == nil {
-		opts.Caps, probeErr = reap.ProbeCached(r.StateDir)
+		// An empty namespace (most) needs no kernel probe: Drain
+		// returns before it. The probe costs a scratch namespace and
+		// hundreds of milliseconds where no cache is yet.
+		if n, err := reap.SocketsInUse(ns); err != nil || n > 0 {
+			opts.Caps, probeErr = reap.ProbeCached(r.StateDir)
+		}
 	}
 	rep, err := reap.Drain(ctx, ns, opts)
 	if rep != nil && probeErr != nil {
