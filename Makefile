@@ -37,6 +37,7 @@ test: deps build
 
 deps:
 	@scripts/deps.sh
+	@scripts/cri-deps.sh
 
 lint:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
@@ -46,12 +47,15 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./internal/sockdiag
 
 # Drain speed against ss -K and no drainer, the hooks' added latency on
-# runc run+delete cycles, the safety check and drain on a node-like host
-# (busynode: up to 3,000 background processes, 30,000 threads), and the
-# hooks' latency again under that load; see docs/bench.md.
+# runc run+delete cycles, then crictl stopp of pods on containerd 2.2 with
+# and without draining, the safety check and drain on a node-like host
+# (busynode: up to 3,000 background processes, 30,000 threads) and the
+# hooks' latency again under that load; see docs/bench.md. The CRI bench
+# puts itself into a container image, so it is built static.
 bench: deps build
 	$(GO) run ./test/bench
 	$(GO) run ./test/bench/hooklatency -hook bin/sockreap-hook
+	CGO_ENABLED=0 $(GO) run ./test/bench/cri -hook bin/sockreap-hook -shim bin/sockreap-shim
 	$(GO) run ./test/bench/busynode -hook bin/sockreap-hook
 	$(GO) run ./test/bench/hooklatency -hook bin/sockreap-hook -load 3000
 
@@ -87,7 +91,12 @@ uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/sockreap-hook $(DESTDIR)$(BINDIR)/sockreap-shim
 	rm -f $(addprefix $(DESTDIR)$(SYSTEMDDIR)/,$(notdir $(UNITS)))
 	rm -f $(addprefix $(DESTDIR)$(HOOKSDIR)/,$(notdir $(HOOKFILES)))
-	@echo "engine configs keep their sockreap runtime entries: remove them by hand or restore the .sockreap-bak.* backups"
+	@echo "engine configurations still name sockreap; take it out with (each keeps a .sockreap-bak.* backup):"
+	@echo "  sockreap-hook configure docker --remove --reload"
+	@echo "  sockreap-hook configure containerd --remove && systemctl restart containerd"
+	@echo "  sockreap-hook configure crio --remove && systemctl restart crio"
+	@echo "  sockreap-hook configure hooksd --remove"
+	@echo "(the installed sockreap-hook is gone now: run them as ./bin/sockreap-hook from this tree)"
 
 clean:
 	rm -rf bin

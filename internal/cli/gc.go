@@ -9,6 +9,7 @@ import (
 	"github.com/sockreap/sockreap/internal/lifecycle"
 	"github.com/sockreap/sockreap/internal/pin"
 	"github.com/sockreap/sockreap/internal/reap"
+	"github.com/sockreap/sockreap/internal/textsafe"
 )
 
 func init() {
@@ -81,6 +82,14 @@ func runGC(env *Env, c *Command, args []string) error {
 		}
 		results = append(results, r)
 	}
+	if !*dryRun {
+		// What hooks killed mid-release left beside their pins.
+		if n, err := store.Sweep(); err != nil {
+			s.log.Error("sweep pin metadata", "stage", "gc", "error", err.Error())
+		} else if n > 0 {
+			s.log.Info("swept leftover pin metadata and lock files", "stage", "gc", "files", n)
+		}
+	}
 	if *asJSON {
 		if results == nil {
 			results = []gcResult{}
@@ -90,7 +99,7 @@ func runGC(env *Env, c *Command, args []string) error {
 		_ = enc.Encode(results)
 	} else {
 		for _, r := range results {
-			line := fmt.Sprintf("%-8s %s", r.Action, r.Container)
+			line := fmt.Sprintf("%-8s %s", r.Action, textsafe.Quote(r.Container))
 			if r.Netns != "" {
 				line += " (" + r.Netns + ")"
 			}

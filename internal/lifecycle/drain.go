@@ -131,12 +131,36 @@ func (c *Core) drain(ctx context.Context, ns *netns.NS, hint Hint) Outcome {
 // releases the pin whatever the drain did.
 func (c *Core) drainAndRelease(ctx context.Context, p *pin.Pin, hint Hint) Outcome {
 	o := c.openAndDrain(ctx, p.Path, hint)
-	o.Container, o.Pin = p.ID, p.Path
+	o.Container, o.Pin = p.Container(), p.Path
 	released, err := c.Pins.Release(p.ID)
 	o.Released = released
 	if err != nil {
 		o.Err = errors.Join(o.Err, err)
 		if o.Action != Refused && o.Action != BudgetExceeded {
+			o.Action = Failed
+		}
+	}
+	return o
+}
+
+// releaseLeftover drains and releases a pin createRuntime found in its
+// way, but never one whose namespace still has live processes: that is
+// someone's running container, and its own poststop needs the pin.
+func (c *Core) releaseLeftover(ctx context.Context, p *pin.Pin) Outcome {
+	// Everyone: a live process makes the pin someone's, sockets or not.
+	// A leftover in the way is rare, so reading the host is affordable.
+	hint := hintOf(p)
+	hint.Everyone = true
+	o := c.openAndDrain(ctx, p.Path, hint)
+	o.Container, o.Pin = p.Container(), p.Path
+	if o.Action == SkippedShared || o.Action == Refused {
+		return o
+	}
+	released, err := c.Pins.Release(p.ID)
+	o.Released = released
+	if err != nil {
+		o.Err = errors.Join(o.Err, err)
+		if o.Action != BudgetExceeded {
 			o.Action = Failed
 		}
 	}

@@ -8,9 +8,9 @@ package netns
 // namespace it was created in, whatever namespace its holder is in now.
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"encoding/binary"
 	"strconv"
 	"strings"
 
