@@ -2,13 +2,14 @@
 // cost that follows what the namespace holds rather than what the host
 // runs. The rule (docs/safety-check.md):
 //
-//   - A namespace with no socket needs no check: a drain has nothing to
-//     destroy.
+//   - The hinted processes (a handful: the container's pid, the process
+//     whose namespace it joined, its cgroup's) are always read; one of them
+//     inside means the namespace is in use.
+//   - Beyond them, a namespace with no socket needs no check: a drain has
+//     nothing to destroy.
 //   - Sockets no descriptor holds (the dump gives them inode 0: orphans,
 //     TIME-WAIT and request sockets) are destroyed without a scan of the
-//     host: no process can be using them. Only the hinted processes are
-//     looked at (a handful): one of them inside means another container
-//     still shares the namespace, and its orphans are left alone.
+//     host: no process can be using them.
 //   - Only when sockets with an inode remain are their holders looked for:
 //     the hinted processes and the container's cgroup first, then every
 //     process and every thread of the host, in parallel, stopping at the
@@ -216,13 +217,14 @@ func Check(ctx context.Context, ns *netns.NS, hint Hint) (*Verdict, error) {
 		}
 	}
 	v.Checked.WithInode = len(want)
-	switch {
-	case hint.Everyone:
-	case n == 0:
-		v.Checked.Path = PathEmpty
-		return v, nil
-	case len(want) == 0:
+	if !hint.Everyone && len(want) == 0 {
 		v.Checked.Path = PathHolderless
+		if n == 0 {
+			v.Checked.Path = PathEmpty
+		}
+		// The hinted processes are read whatever the namespace holds:
+		// a handful, and one of them inside means the namespace is
+		// someone's (a sharing container, a pin's still running owner).
 		if len(hint.PIDs)+len(hint.Cgroups) > 0 {
 			s := newScanner(ns.ID, want, v)
 			s.run(ctx, s.hinted(hint))

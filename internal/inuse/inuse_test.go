@@ -61,6 +61,11 @@ func TestEmptyNamespaceNeedsNoCheck(t *testing.T) {
 	if v.Checked.Path != inuse.PathEmpty || v.InUse || v.Checked.Processes != 0 {
 		t.Errorf("empty namespace: %+v, want path empty, nothing scanned", v)
 	}
+	// A hinted process is read even so (gc: the pin's owner still runs).
+	v = check(t, x, inuse.Hint{PIDs: []int{pid}})
+	if v.Checked.Path != inuse.PathEmpty || !v.InUse || v.Checked.Processes != 1 {
+		t.Errorf("hinted: %+v, want in use after reading the hinted process alone", v)
+	}
 	// The operator's drain asks about everyone: the sleeper is seen.
 	v = check(t, x, inuse.Hint{Everyone: true})
 	if !v.InUse || len(v.Users) == 0 || v.Users[0].PID != pid || !strings.Contains(v.Reason(), "sleep") {
