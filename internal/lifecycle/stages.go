@@ -129,7 +129,7 @@ func (c *Core) Poststop(ctx context.Context, st *specs.State) Outcome {
 		return o
 	}
 	if p != nil && p.Mounted {
-		d := c.drainAndRelease(ctx, p)
+		d := c.drainAndRelease(ctx, p, poststopHint(st, p, cfg))
 		d.Warnings = append(o.Warnings, d.Warnings...)
 		return d
 	}
@@ -174,7 +174,7 @@ func (c *Core) Poststop(ctx context.Context, st *specs.State) Outcome {
 		o.warn("config.json namespace path %s is not a network namespace mount (already released)", path)
 		return o
 	}
-	d := c.openAndDrain(ctx, path, Hint{Everyone: true})
+	d := c.openAndDrain(ctx, path, poststopHint(st, nil, cfg))
 	d.Container, d.Warnings = st.ID, append(o.Warnings, d.Warnings...)
 	return d
 }
