@@ -37,6 +37,7 @@ test: deps build
 
 deps:
 	@scripts/deps.sh
+	@scripts/cri-deps.sh
 
 lint:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }

@@ -1,8 +1,10 @@
 #!/bin/sh
 # Installs what the tests, the demo and the benchmark use: iproute2 (ip, ss),
-# runc, crun, containerd, docker.io, podman, busybox-static and qemu. As root
-# on Debian/Ubuntu it installs what is missing with apt-get; elsewhere it
-# names what is missing and leaves the machine alone.
+# runc, crun, containerd, docker.io, podman, busybox-static, qemu, and the
+# CNI plugins and flock of the CRI suite. As root on Debian/Ubuntu it
+# installs what is missing with apt-get; elsewhere it names what is missing
+# and leaves the machine alone. scripts/cri-deps.sh builds the rest of the
+# CRI suite's tools (crictl, containerd 2) with Go.
 set -eu
 
 need=""
@@ -24,6 +26,10 @@ check cpio cpio
 check xz xz-utils
 check sysctl procps
 check /usr/bin/time time
+check flock util-linux
+# The CRI suite's pods get their network from the bridge and host-local
+# CNI plugins.
+[ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] || need="$need containernetworking-plugins"
 [ -z "$need" ] && exit 0
 
 need=$(echo $need | tr ' ' '\n' | sort -u | tr '\n' ' ')

@@ -84,6 +84,15 @@ func Containerd(path string, old []byte, exists bool, o ContainerdOptions) (*Edi
 	}
 	where += ".runtimes"
 
+	if _, have := runtimes["runc"]; !have {
+		if def, _ := ctd["default_runtime_name"].(string); def == "" || def == "runc" {
+			// containerd replaces its built-in runtimes with the file's
+			// table: without this, a file naming only sockreap loses
+			// runc, the default, and the CRI plugin fails to load.
+			runtimes["runc"] = defaultRunc(version)
+			e.Notes = append(e.Notes, "added a runc handler (containerd's default, io.containerd.runc.v2): a runtimes table in the file replaces containerd's built-in one")
+		}
+	}
 	if _, have := runtimes[RuntimeName]; !have {
 		if runc, ok := runtimes["runc"].(map[string]any); ok {
 			runtimes[RuntimeName] = deepCopy(runc)
@@ -124,6 +133,17 @@ func Containerd(path string, old []byte, exists bool, o ContainerdOptions) (*Edi
 		e.Notes = append(e.Notes, "comments of the old file are not carried over; they are in the backup")
 	}
 	return e, nil
+}
+
+// defaultRunc is containerd's built-in runc handler in config version v:
+// containerd 2.x (v3) also names the sandboxer that runs its pause
+// containers.
+func defaultRunc(v int64) map[string]any {
+	runc := map[string]any{"runtime_type": "io.containerd.runc.v2"}
+	if v >= 3 {
+		runc["sandboxer"] = "podsandbox"
+	}
+	return runc
 }
 
 var versionRE = regexp.MustCompile(`\bv?(\d+)\.\d+\.\d+`)

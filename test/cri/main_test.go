@@ -1,0 +1,27 @@
+// Package cri runs pods the way kubelet does — crictl → containerd's CRI →
+// runc, CNI bridge — on Debian's containerd 1.6 and on containerd 2.x, in
+// every mode of critest.Modes: each scenario must free the pod's network
+// namespace right after `crictl stopp` where the mode drains, and leave it
+// lingering (an orphan holds it) where nothing drains.
+package cri
+
+import (
+	"testing"
+
+	"github.com/sockreap/sockreap/internal/critest"
+	"github.com/sockreap/sockreap/internal/testbin"
+)
+
+func TestMain(m *testing.M) { testbin.Main(m, "sockreap-hook", "sockreap-shim") }
+
+func bins() critest.Bins {
+	return critest.Bins{Hook: testbin.Path("sockreap-hook"), Shim: testbin.Path("sockreap-shim")}
+}
+
+// need skips the test unless the rig can run here.
+func need(t *testing.T) {
+	t.Helper()
+	if r := critest.Missing(); r != "" {
+		t.Skip(r)
+	}
+}
