@@ -78,6 +78,9 @@ type Daemon struct {
 	NRISocket, NRIPluginDir, NRIConfDir string
 	// Env is added to containerd's environment (and so its shims').
 	Env []string
+	// AfterStart run, in order, each time containerd has started and its
+	// CRI answers (a mode's plugin waits there until it is connected).
+	AfterStart []func(t T)
 
 	cmd      *exec.Cmd
 	exited   chan struct{}
@@ -183,6 +186,9 @@ func (d *Daemon) StartAsIs(t T) {
 	if !d.imported {
 		d.importImages(t)
 		d.imported = true
+	}
+	for _, f := range d.AfterStart {
+		f(t)
 	}
 }
 

@@ -44,6 +44,7 @@ func (m *Mode) Skip() string {
 type Bins struct {
 	Hook string // sockreap-hook
 	Shim string // sockreap-shim
+	NRI  string // sockreap-nri
 }
 
 // Modes returns the modes every scenario runs in: the sockreap runtime
@@ -60,11 +61,11 @@ func Modes(b Bins) []*Mode {
 			Check: CheckHookLog,
 		}
 	}
-	return []*Mode{
+	return append([]*Mode{
 		handler(Containerd16),
 		handler(Containerd22),
 		{Name: Containerd16.Name + "+runc", Engine: Containerd16},
-	}
+	}, nriModes(b)...)
 }
 
 // HookRecord is one line of the hook log.
