@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -66,9 +68,10 @@ type Daemon struct {
 	Config string // config.toml: the operator's file, then the rig's overlay
 	Sock   string // gRPC and CRI socket
 	Log    string // containerd's output
-	// CNI: a bridge in the host namespace with no address, pods on
-	// 192.0.2.0/24 from host-local; test peers plug into the bridge.
+	// CNI: a bridge in the host namespace with no address, pods on Subnet
+	// from host-local; test peers plug into the bridge.
 	Bridge, Network string
+	Subnet          netip.Prefix
 	// Where the sockreap hooks injected by sockreap-shim keep pins and log:
 	// ShimConfig names them and reaches the shim through containerd's
 	// environment (SOCKREAP_SHIM_CONFIG).
@@ -88,9 +91,48 @@ type Daemon struct {
 	peers    int // peers plugged in so far
 }
 
-// PodSubnet is the pods' subnet on the CNI bridge; PeerIP(i) are below
-// the host-local range.
-const PodSubnet = "192.0.2.0/24"
+// podSubnets are the candidates for the pods' subnet, documentation and
+// benchmarking ranges first. The host's own network may use one (this
+// machine's is 192.0.2.0/24): the first that none of the host's addresses
+// or routes overlaps is taken, else the bridge would answer ARP for the
+// host's addresses and pods would talk to the host.
+var podSubnets = []string{"198.51.100.0/24", "203.0.113.0/24", "198.18.0.0/24", "10.254.183.0/24"}
+
+// pickSubnet returns the first of podSubnets the host does not use.
+func pickSubnet() (netip.Prefix, error) {
+	var used []netip.Prefix
+	for _, args := range [][]string{{"-4", "-o", "addr", "show"}, {"-4", "route", "show", "table", "all"}} {
+		out, err := run("ip", args...)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		for _, f := range strings.Fields(out) {
+			if p, err := netip.ParsePrefix(f); err == nil {
+				used = append(used, p)
+			} else if a, err := netip.ParseAddr(f); err == nil && a.Is4() {
+				used = append(used, netip.PrefixFrom(a, 32))
+			}
+		}
+	}
+next:
+	for _, c := range podSubnets {
+		cand := netip.MustParsePrefix(c)
+		for _, u := range used {
+			if u.Bits() > 0 && u.Overlaps(cand) {
+				continue next
+			}
+		}
+		return cand, nil
+	}
+	return netip.Prefix{}, fmt.Errorf("the host uses every candidate pod subnet %v", podSubnets)
+}
+
+// addr returns the i-th address of the daemon's subnet.
+func (d *Daemon) addr(i int) netip.Addr {
+	a := d.Subnet.Addr().As4()
+	a[3] += byte(i)
+	return netip.AddrFrom4(a)
+}
 
 // NewDaemon prepares a daemon of engine e in a fresh directory, with no
 // config file yet (the operator's file is the caller's: write one or run
@@ -123,6 +165,9 @@ func NewDaemon(t T, e *Engine) *Daemon {
 	}
 	conf := fmt.Sprintf("hook_args = [%q, %q, %q, %q]\n", "--state-dir", d.HookState, "--log", d.HookLog)
 	if err := os.WriteFile(d.ShimConfig, []byte(conf), 0o644); err != nil {
+		t.Fatalf("%v", err)
+	}
+	if d.Subnet, err = pickSubnet(); err != nil {
 		t.Fatalf("%v", err)
 	}
 	d.writeCNI(t)
@@ -319,7 +364,7 @@ func (d *Daemon) Overlay() error {
 // writeCNI writes the pod network: the bridge plugin on d.Bridge, which
 // the rig creates itself so peers can plug in before the first pod, with
 // no address in the host namespace (no gateway, no masquerading), and
-// host-local addresses from 192.0.2.16-254 kept in d.Dir.
+// host-local addresses from .16-.254 of d.Subnet kept in d.Dir.
 func (d *Daemon) writeCNI(t T) {
 	t.Helper()
 	must(t, "ip", "link", "add", d.Bridge, "type", "bridge")
@@ -335,11 +380,11 @@ func (d *Daemon) writeCNI(t T) {
     "ipam": {
       "type": "host-local",
       "dataDir": %q,
-      "ranges": [[{"subnet": %q, "rangeStart": "192.0.2.16", "rangeEnd": "192.0.2.254"}]]
+      "ranges": [[{"subnet": %q, "rangeStart": %q, "rangeEnd": %q}]]
     }
   }]
 }
-`, d.Network, d.Bridge, filepath.Join(d.Dir, "cni-ipam"), PodSubnet)
+`, d.Network, d.Bridge, filepath.Join(d.Dir, "cni-ipam"), d.Subnet, d.addr(16), d.addr(254))
 	if err := os.WriteFile(filepath.Join(d.Dir, "cni", "10-sockreap-test.conflist"), []byte(conf), 0o644); err != nil {
 		t.Fatalf("%v", err)
 	}
@@ -354,9 +399,34 @@ func (d *Daemon) cleanup(t T) {
 		}
 		d.Stop(t)
 	}
+	d.killShims(t)
 	_, _ = run("ip", "link", "del", d.Bridge)
 	unmountUnder(d.Dir)
 	_ = os.RemoveAll(d.Dir)
+}
+
+// killShims kills the shims of this daemon that outlive it: containerd
+// 2.2 leaves a pod's shim running when the pause process was killed before
+// the pod was stopped (with plain runc too).
+func (d *Daemon) killShims(t T) {
+	dirs, _ := os.ReadDir("/proc")
+	for _, e := range dirs {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		args := strings.Split(string(b), "\x00")
+		if len(args) == 0 || !strings.HasPrefix(filepath.Base(args[0]), "containerd-shim") {
+			continue
+		}
+		for i := 0; i+1 < len(args); i++ {
+			if args[i] == "-address" && args[i+1] == d.Sock {
+				t.Logf("%s left its shim %d (%s) running: killed", d.Engine.Name, pid, strings.Join(args, " "))
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
 }
 
 // unmountUnder detaches every mount at or below dir, deepest first.

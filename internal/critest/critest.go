@@ -2,8 +2,9 @@
 // (test/cri) and the CRI benchmark (test/bench/cri): a containerd of the
 // caller's own (Debian's 1.6, or 2.x built by scripts/containerd2.sh) with
 // its own root, state, sockets, CNI bridge and locally made images, driven
-// through its CRI with crictl. Pods reach test peers over the CNI bridge in
-// 192.0.2.0/24; nothing leaves the machine.
+// through its CRI with crictl. Pods reach test peers over the CNI bridge on
+// a documentation subnet the host does not use, with no route elsewhere;
+// nothing leaves the machine.
 //
 // A Mode is one way of running pods (engine, runtime handler, what makes
 // sockreap drain); Modes lists them, so a new integration adds one entry

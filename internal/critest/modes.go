@@ -128,7 +128,7 @@ func CheckHookLog(t T, d *Daemon, p *Pod, drained bool) {
 		if r.Level == "ERROR" {
 			t.Errorf("hook error for %s at %s: %s", r.Container, r.Stage, r.Error)
 		}
-		if r.Stage == "poststop" && r.Msg == "drained" {
+		if r.Stage == "poststop" && strings.HasPrefix(r.Msg, "drained") {
 			drains++
 		}
 	}

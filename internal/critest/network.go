@@ -28,12 +28,12 @@ type Peer struct {
 }
 
 // NewPeer plugs a peer into d's bridge, listening on port. Peers get
-// 192.0.2.2-15, below the pods' host-local range.
+// .2-.15 of the pods' subnet, below the host-local range.
 func (d *Daemon) NewPeer(t T, port uint16) *Peer {
 	t.Helper()
 	i := d.peers % 14
 	d.peers++
-	p := &Peer{Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(2 + i)}), port), name: nettest.Unique("srcp"), ln: -1}
+	p := &Peer{Addr: netip.AddrPortFrom(d.addr(2+i), port), name: nettest.Unique("srcp"), ln: -1}
 	must(t, "ip", "netns", "add", p.name)
 	hostEnd := nettest.Unique("srcv")
 	t.Cleanup(func() {
@@ -51,7 +51,7 @@ func (d *Daemon) NewPeer(t T, port uint16) *Peer {
 	})
 	must(t, "ip", "link", "add", hostEnd, "type", "veth", "peer", "name", "eth0", "netns", p.name)
 	must(t, "ip", "link", "set", hostEnd, "master", d.Bridge, "up")
-	must(t, "ip", "-n", p.name, "addr", "add", p.Addr.Addr().String()+"/24", "dev", "eth0")
+	must(t, "ip", "-n", p.name, "addr", "add", fmt.Sprintf("%s/%d", p.Addr.Addr(), d.Subnet.Bits()), "dev", "eth0")
 	must(t, "ip", "-n", p.name, "link", "set", "eth0", "up")
 	must(t, "ip", "-n", p.name, "link", "set", "lo", "up")
 	ns, err := netns.Open("/var/run/netns/" + p.name)

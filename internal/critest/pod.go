@@ -2,6 +2,7 @@ package critest
 
 import (
 	"encoding/json"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,6 +40,7 @@ type Pod struct {
 	// Netns is the pod's network namespace mount (/var/run/netns/cni-...),
 	// "" with hostNetwork.
 	Netns    string
+	IP       netip.Addr // on the CNI bridge; invalid with hostNetwork
 	PausePID int
 	// Containers are the app containers' ids, in start order.
 	Containers []string
@@ -69,7 +71,8 @@ func (d *Daemon) RunPod(t T, spec PodSpec) *Pod {
 		_, _ = d.crictl("rmp", "--force", p.ID)
 	})
 	var info struct {
-		Info struct {
+		Status struct{ Network struct{ IP string } }
+		Info   struct {
 			Pid         int
 			RuntimeSpec struct {
 				Linux struct {
@@ -80,6 +83,7 @@ func (d *Daemon) RunPod(t T, spec PodSpec) *Pod {
 	}
 	p.inspect(t, "inspectp", p.ID, &info)
 	p.PausePID = info.Info.Pid
+	p.IP, _ = netip.ParseAddr(info.Status.Network.IP)
 	for _, ns := range info.Info.RuntimeSpec.Linux.Namespaces {
 		if ns.Type == "network" {
 			p.Netns = ns.Path

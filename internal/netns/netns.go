@@ -232,31 +232,50 @@ type Proc struct {
 	Comm string `json:"comm"`
 }
 
-// Procs lists the processes whose network namespace is id. Processes whose
-// namespace cannot be read (they exit meanwhile, or access is denied) are
-// counted in unreadable.
+// Procs lists the processes with a thread in the namespace id (the leader
+// or any other: setns moves one thread). Processes that cannot be read
+// (access denied) are counted in unreadable; those that exit meanwhile are
+// skipped. It reads every process on the host; package inuse answers the
+// drain's question at a cost that follows the namespace instead.
 func Procs(id ID) (procs []Proc, unreadable int, err error) {
-	pids, err := allPids()
+	pids, err := PIDs()
 	if err != nil {
-		return nil, 0, fmt.Errorf("list processes: %w", err)
+		return nil, 0, err
 	}
 	self := os.Getpid()
 	for _, pid := range pids {
 		if pid == self {
 			continue
 		}
-		var st unix.Stat_t
-		if err := unix.Stat("/proc/"+strconv.Itoa(pid)+"/ns/net", &st); err != nil {
-			if !errors.Is(err, unix.ENOENT) {
-				unreadable++
-			}
-			continue
-		}
-		if uint64(st.Dev) == id.Dev && st.Ino == id.Ino {
+		in, err := ProcIn(id, pid)
+		switch {
+		case errors.Is(err, ErrGone):
+		case err != nil:
+			unreadable++
+		case in:
 			procs = append(procs, Proc{PID: pid, Comm: Comm(pid)})
 		}
 	}
 	return procs, unreadable, nil
+}
+
+// ProcIn reports whether any thread of process pid is in the namespace id.
+func ProcIn(id ID, pid int) (bool, error) {
+	tids, err := Threads(pid)
+	if err != nil {
+		return false, err
+	}
+	var firstErr error
+	for _, tid := range tids {
+		in, err := In(id, pid, tid)
+		if in {
+			return true, nil
+		}
+		if err != nil && !errors.Is(err, ErrGone) && firstErr == nil {
+			firstErr = err
+		}
+	}
+	return false, firstErr
 }
 
 // Comm returns the command name of pid, or "" when it cannot be read.

@@ -50,7 +50,7 @@ func Drain(ctx context.Context, ns *netns.NS, opts Options) (*Report, error) {
 
 	// Most containers stop with nothing left: the namespace's own socket
 	// counters say so without walking the shared hash tables, or probing.
-	inUse, err := socketsInUse(ns)
+	inUse, err := SocketsInUse(ns)
 	if err == nil && inUse == 0 {
 		d.rep.Left = []Group{}
 		return d.rep, nil
@@ -213,7 +213,8 @@ func (d *drainer) finish(p *pass) {
 	// Workers add what they failed to destroy to the kept set.
 	d.rep.Remaining = p.kept.total
 	d.rep.Bound = p.kept.bound
-	d.rep.Left = p.kept.groups(d.ns.ID, d.deadline)
+	d.rep.Held = p.kept.held
+	d.rep.Left = p.kept.groups(d.ns.ID, d.deadline, d.opts.Keep == nil)
 }
 
 // count dumps every table once and records what is left. A socket closed
@@ -224,6 +225,10 @@ func (d *drainer) count(dumper *sockdiag.Conn) *pass {
 	for _, t := range d.tables {
 		_ = dumper.Dump(t.family, t.protocol, sockdiag.AllStates, func(s *sockdiag.Socket) error {
 			p.seen++
+			if d.held(s) {
+				p.kept.addHeld(s)
+				return nil
+			}
 			if s.State == sockdiag.Close && s.Inode != 0 && d.destroyWorks(s.Protocol) {
 				p.kept.addBound(s)
 			} else {
@@ -373,6 +378,10 @@ func (d *drainer) dump(ctx context.Context, c *sockdiag.Conn, queue <-chan dumpJ
 				return err
 			}
 			local.seen++
+			if d.held(s) {
+				local.kept.addHeld(s)
+				return nil
+			}
 			if !d.destroyable(s) {
 				local.kept.add(s)
 				return nil
@@ -485,6 +494,12 @@ func (d *drainer) record(p *pass, b []sockdiag.Socket, res []error, err error) {
 			p.kept.add(&b[i])
 		}
 	}
+}
+
+// held tells whether a process outside the namespace holds s, so that the
+// drain must leave it alone (Options.Keep).
+func (d *drainer) held(s *sockdiag.Socket) bool {
+	return d.opts.Keep != nil && s.Inode != 0 && d.opts.Keep(uint64(s.Inode))
 }
 
 // destroyable decides, per socket, whether the drain may destroy it on this

@@ -17,6 +17,7 @@ type keptSet struct {
 	total   int
 	orphans int
 	bound   int // closed sockets still bound to a port (counted in groups, not in total)
+	held    int // sockets Options.Keep kept (counted in total too)
 	counts  map[groupKey]int
 	inodes  map[uint32]groupKey // sockets with a struct socket: owner resolved later
 }
@@ -34,11 +35,23 @@ func (k *keptSet) addBound(s *sockdiag.Socket) {
 	k.group(s)
 }
 
+// addHeld records a socket left alone because a process outside the
+// namespace holds it.
+func (k *keptSet) addHeld(s *sockdiag.Socket) {
+	k.total++
+	k.held++
+	if k.counts == nil {
+		k.counts = map[groupKey]int{}
+	}
+	k.counts[groupKey{proto: sockdiag.ProtocolName(s.Protocol), state: s.State.String(), owner: OwnerKept}]++
+}
+
 // merge adds o's counts to k.
 func (k *keptSet) merge(o *keptSet) {
 	k.total += o.total
 	k.orphans += o.orphans
 	k.bound += o.bound
+	k.held += o.held
 	if k.counts == nil {
 		k.counts = map[groupKey]int{}
 	}
@@ -89,10 +102,19 @@ func (k *keptSet) group(s *sockdiag.Socket) {
 // almost every such socket), then, for what is still unresolved, every
 // other process until the deadline: a descriptor may have been passed to a
 // process elsewhere. What no process holds is the kernel's; what the
-// deadline left unscanned is counted as the kernel's too.
-func (k *keptSet) groups(id netns.ID, deadline time.Time) []Group {
+// deadline left unscanned is counted as the kernel's too. Without scan
+// (a holder scan before the drain found no holder for them), every such
+// socket is the kernel's.
+func (k *keptSet) groups(id netns.ID, deadline time.Time, scan bool) []Group {
 	if k.counts == nil {
 		return []Group{}
+	}
+	if len(k.inodes) > 0 && !scan {
+		for _, key := range k.inodes {
+			key.owner = OwnerKernel
+			k.counts[key]++
+		}
+		k.inodes = nil
 	}
 	if len(k.inodes) > 0 {
 		want := make(map[uint32]bool, len(k.inodes))

@@ -34,4 +34,11 @@ type Options struct {
 	Orphans  OrphanPolicy  // "" means OrphansAuto
 	Workers  int           // parallel destroyers; 0 means DefaultWorkers
 	Caps     *Capabilities // kernel capabilities; nil means Probe (cached per process)
+	// Keep, when set, names the sockets (by inode) the drain must leave
+	// alone: those a process outside the namespace holds (package inuse
+	// finds them). They are reported as Held, owner OwnerKept. Set by a
+	// holder scan, it also stands for that scan's finding that the other
+	// sockets with an inode had no holder: what is left is not looked up
+	// in /proc again.
+	Keep func(inode uint64) bool
 }

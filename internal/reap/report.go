@@ -12,6 +12,7 @@ const (
 	OwnerOrphan  = "orphan"  // TCP socket whose process is gone (inode 0)
 	OwnerKernel  = "kernel"  // a struct socket no process holds: NFS, CIFS, RDS, tunnels...
 	OwnerMini    = "mini"    // TIME_WAIT or request (NEW_SYN_RECV) mini socket
+	OwnerKept    = "held"    // held by a process outside the namespace: left alone (Options.Keep)
 )
 
 // Group counts sockets by protocol, state and owner kind.
@@ -26,15 +27,16 @@ type Group struct {
 type Report struct {
 	Netns       string   `json:"netns"`
 	DryRun      bool     `json:"dry_run,omitempty"`
-	Found       int      `json:"found"`        // sockets in the first dump
-	Destroyed   int      `json:"destroyed"`    // SOCK_DESTROY succeeded
-	AlreadyGone int      `json:"already_gone"` // ENOENT: gone before we got to it
-	Unsupported int      `json:"unsupported"`  // EOPNOTSUPP answers
-	Spared      int      `json:"spared"`       // left alone by policy (orphans on an unfixed kernel)
-	Remaining   int      `json:"remaining"`    // still there in the last dump, bound-only sockets aside
-	Bound       int      `json:"bound"`        // destroyed, yet still bound to a port by a descriptor: no connection left
-	Left        []Group  `json:"left"`         // what remains (bound included), grouped
-	Failed      int      `json:"failed"`       // destroy errors other than the above
+	Found       int      `json:"found"`          // sockets in the first dump
+	Destroyed   int      `json:"destroyed"`      // SOCK_DESTROY succeeded
+	AlreadyGone int      `json:"already_gone"`   // ENOENT: gone before we got to it
+	Unsupported int      `json:"unsupported"`    // EOPNOTSUPP answers
+	Spared      int      `json:"spared"`         // left alone by policy (orphans on an unfixed kernel)
+	Held        int      `json:"held,omitempty"` // left alone: a process outside the namespace holds them (Options.Keep)
+	Remaining   int      `json:"remaining"`      // still there in the last dump, bound-only sockets aside
+	Bound       int      `json:"bound"`          // destroyed, yet still bound to a port by a descriptor: no connection left
+	Left        []Group  `json:"left"`           // what remains (bound included), grouped
+	Failed      int      `json:"failed"`         // destroy errors other than the above
 	Errors      []string `json:"errors,omitempty"`
 	Passes      int      `json:"passes"`
 	TimedOut    bool     `json:"timed_out,omitempty"`
@@ -83,6 +85,9 @@ func (r *Report) String() string {
 		r.Netns, r.Found, verb, r.Destroyed, r.AlreadyGone, r.Remaining, r.Passes, float64(r.DurationUS)/1000)
 	if r.Spared > 0 {
 		fmt.Fprintf(&b, "  spared %d orphans (this kernel lacks the tcp_abort orphan fix; their lifetime was shortened instead)\n", r.Spared)
+	}
+	if r.Held > 0 {
+		fmt.Fprintf(&b, "  kept %d sockets that processes outside the namespace hold\n", r.Held)
 	}
 	if r.Bound > 0 {
 		fmt.Fprintf(&b, "  %d sockets destroyed but still bound to their port by a descriptor (state UNCONN: no connection left)\n", r.Bound)

@@ -10,7 +10,7 @@ import (
 	"github.com/sockreap/sockreap/internal/netns"
 )
 
-// socketsInUse reads the namespace's own socket counters
+// SocketsInUse reads the namespace's own socket counters
 // (/proc/net/sockstat and sockstat6 as seen from inside it) and returns
 // how many TCP and UDP sockets it holds: hashed ones (listeners,
 // connections, orphans and kernel sockets alike) and TIME_WAIT. Zero means
@@ -18,7 +18,7 @@ import (
 // walks the kernel's whole connection hash table, shared by every
 // namespace, which costs ~10 ms per family on a large host; most containers
 // stop with nothing left, and this check costs microseconds.
-func socketsInUse(ns *netns.NS) (int, error) {
+func SocketsInUse(ns *netns.NS) (int, error) {
 	var total int
 	err := ns.Do(func() error {
 		for _, f := range []string{"/proc/thread-self/net/sockstat", "/proc/thread-self/net/sockstat6"} {

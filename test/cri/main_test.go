@@ -6,6 +6,8 @@
 package cri
 
 import (
+	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/sockreap/sockreap/internal/critest"
@@ -24,4 +26,10 @@ func need(t *testing.T) {
 	if r := critest.Missing(); r != "" {
 		t.Skip(r)
 	}
+}
+
+// execCommand runs a command and returns its trimmed combined output.
+func execCommand(name string, args ...string) (string, error) {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	return strings.TrimSpace(string(out)), err
 }
