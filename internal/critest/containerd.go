@@ -402,7 +402,9 @@ func (d *Daemon) cleanup(t T) {
 	d.killShims(t)
 	_, _ = run("ip", "link", "del", d.Bridge)
 	unmountUnder(d.Dir)
-	_ = os.RemoveAll(d.Dir)
+	if os.Getenv("SOCKREAP_KEEP") == "" {
+		_ = os.RemoveAll(d.Dir)
+	}
 }
 
 // killShims kills the shims of this daemon that outlive it: containerd
