@@ -84,7 +84,12 @@ uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/sockreap-hook $(DESTDIR)$(BINDIR)/sockreap-shim
 	rm -f $(addprefix $(DESTDIR)$(SYSTEMDDIR)/,$(notdir $(UNITS)))
 	rm -f $(addprefix $(DESTDIR)$(HOOKSDIR)/,$(notdir $(HOOKFILES)))
-	@echo "engine configs keep their sockreap runtime entries: remove them by hand or restore the .sockreap-bak.* backups"
+	@echo "engine configurations still name sockreap; take it out with (each keeps a .sockreap-bak.* backup):"
+	@echo "  sockreap-hook configure docker --remove --reload"
+	@echo "  sockreap-hook configure containerd --remove && systemctl restart containerd"
+	@echo "  sockreap-hook configure crio --remove && systemctl restart crio"
+	@echo "  sockreap-hook configure hooksd --remove"
+	@echo "(the installed sockreap-hook is gone now: run them as ./bin/sockreap-hook from this tree)"
 
 clean:
 	rm -rf bin

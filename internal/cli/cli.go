@@ -9,8 +9,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"sort"
 	"strings"
+
+	"github.com/sockreap/sockreap/internal/reap"
 )
 
 // Env is what a command may touch of the outside world.
@@ -51,6 +54,9 @@ const Prog = "sockreap-hook"
 // Main runs the command named by args[0], prints its error (one line
 // naming the command) and returns its exit code (see ExitCode).
 func Main(args []string, env *Env) int {
+	// One short-lived process per hook or drain: it owns GOMAXPROCS and
+	// gives the drain's destroyers a P each (reap.Drain does not touch it).
+	runtime.GOMAXPROCS(reap.GOMAXPROCS(0))
 	err := run(args, env)
 	if err != nil && !errors.Is(err, ErrRemaining) && !errors.As(err, new(reported)) {
 		fmt.Fprintf(env.Stderr, "%s%s\n", Prog, prefixed(err))

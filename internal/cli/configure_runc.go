@@ -9,10 +9,6 @@ import (
 	"github.com/sockreap/sockreap/internal/oci"
 )
 
-// DefaultHookTimeout is the OCI timeout (seconds) configure writes into the
-// hooks: a backstop well above the hook's own 2 s budget.
-const DefaultHookTimeout = 10
-
 func init() {
 	RegisterConfigureTarget(&ConfigureTarget{
 		Name:    "runc",
@@ -26,7 +22,7 @@ func runConfigureRunc(env *Env, c *Command, args []string) error {
 	fs := NewFlags(env, c)
 	bundle := fs.String("bundle", "", "the bundle `directory` holding config.json (required)")
 	hook := fs.String("hook", hookSelfPath(), "absolute `path` of sockreap-hook the runtime runs")
-	timeout := fs.Int("timeout", DefaultHookTimeout, "OCI hook timeout in `seconds` (0: none); the hook keeps its budget inside it")
+	timeout := fs.Int("timeout", oci.DefaultHookTimeout, "OCI hook timeout in `seconds` (0: none); the hook keeps its budget inside it")
 	stateDir := fs.String("state-dir", "", "state directory the hooks use (default: theirs, /run/sockreap)")
 	logFile := fs.String("log", "", "log file the hooks write (default: theirs, /var/log/sockreap/hook.log)")
 	configFile := fs.String("config", "", "configuration file the hooks read")

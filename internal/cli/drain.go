@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 
 	"github.com/sockreap/sockreap/internal/config"
@@ -79,6 +80,7 @@ func runDrain(env *Env, c *Command, args []string) error {
 	core.Options.Timeout = *timeout
 	core.Options.DryRun = *dryRun
 	core.Options.Workers = *workers
+	runtime.GOMAXPROCS(reap.GOMAXPROCS(*workers))
 	// A dry run destroys nothing, so live processes may watch it.
 	core.Force = *force || *dryRun
 	out := core.DrainNamespace(context.Background(), ns)

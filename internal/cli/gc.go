@@ -9,6 +9,7 @@ import (
 	"github.com/sockreap/sockreap/internal/lifecycle"
 	"github.com/sockreap/sockreap/internal/pin"
 	"github.com/sockreap/sockreap/internal/reap"
+	"github.com/sockreap/sockreap/internal/textsafe"
 )
 
 func init() {
@@ -90,7 +91,7 @@ func runGC(env *Env, c *Command, args []string) error {
 		_ = enc.Encode(results)
 	} else {
 		for _, r := range results {
-			line := fmt.Sprintf("%-8s %s", r.Action, r.Container)
+			line := fmt.Sprintf("%-8s %s", r.Action, textsafe.Quote(r.Container))
 			if r.Netns != "" {
 				line += " (" + r.Netns + ")"
 			}

@@ -10,6 +10,7 @@ import (
 	"github.com/sockreap/sockreap/internal/netns"
 	"github.com/sockreap/sockreap/internal/reap"
 	"github.com/sockreap/sockreap/internal/sockdiag"
+	"github.com/sockreap/sockreap/internal/textsafe"
 )
 
 func init() {
@@ -99,7 +100,7 @@ func runLs(env *Env, c *Command, args []string) error {
 	for _, e := range entries {
 		owner := e.Owner
 		if e.PID != 0 {
-			owner = fmt.Sprintf("%s (pid %d)", e.Command, e.PID)
+			owner = fmt.Sprintf("%s (pid %d)", textsafe.Quote(e.Command), e.PID)
 		}
 		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\t%s\t%s\n", e.Protocol, e.State, e.RecvQ, e.SendQ, e.Local, e.Remote, owner)
 	}

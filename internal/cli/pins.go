@@ -10,6 +10,7 @@ import (
 	"github.com/sockreap/sockreap/internal/lifecycle"
 	"github.com/sockreap/sockreap/internal/netns"
 	"github.com/sockreap/sockreap/internal/pin"
+	"github.com/sockreap/sockreap/internal/textsafe"
 )
 
 func init() {
@@ -25,6 +26,7 @@ func init() {
 // pinInfo is one line of `pins`.
 type pinInfo struct {
 	Container    string       `json:"container"`
+	Root         string       `json:"root,omitempty"` // the runtime root the container id belongs to
 	Path         string       `json:"path"`
 	Netns        string       `json:"netns"` // net:[inode], "" when the pin is no namespace mount
 	Mounted      bool         `json:"mounted"`
@@ -36,7 +38,7 @@ type pinInfo struct {
 }
 
 func describePin(p *pin.Pin, now time.Time) pinInfo {
-	pi := pinInfo{Container: p.ID, Path: p.Path, Mounted: p.Mounted, Processes: []netns.Proc{}}
+	pi := pinInfo{Container: p.Container(), Path: p.Path, Mounted: p.Mounted, Processes: []netns.Proc{}}
 	if p.Mounted {
 		pi.Netns = p.NS.String()
 		if procs, _, err := netns.Procs(p.NS); err == nil && procs != nil {
@@ -47,6 +49,7 @@ func describePin(p *pin.Pin, now time.Time) pinInfo {
 		c := p.Meta.Created
 		pi.Created = &c
 		pi.Bundle = p.Meta.Bundle
+		pi.Root = p.Meta.Root
 		pi.RuntimeState = p.Meta.RuntimeState
 		pi.AgeSeconds = p.Age(now).Round(time.Millisecond).Seconds()
 	}
@@ -105,7 +108,7 @@ func runPins(env *Env, c *Command, args []string) error {
 		if len(pi.Processes) > 0 {
 			procs = lifecycle.DescribeProcs(pi.Processes)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", pi.Container, ns, age, procs)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", textsafe.Quote(pi.Container), ns, age, procs)
 	}
 	tw.Flush()
 	return nil

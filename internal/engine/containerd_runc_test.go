@@ -2,6 +2,8 @@ package engine
 
 import (
 	"os"
+	"path/filepath"
+	"reflect"
 	"testing"
 
 	"github.com/pelletier/go-toml/v2"
@@ -134,4 +136,29 @@ func keys(m map[string]any) []string {
 		ks = append(ks, k)
 	}
 	return ks
+}
+
+// configure --remove on a stock file gives the stock file back: the runc
+// handler configure added goes with the sockreap handler.
+func TestContainerdRemoveRestoresStock(t *testing.T) {
+	debian, err := os.ReadFile("testdata/containerd-debian12.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "config.toml")
+	write(t, path, string(debian))
+	tg := ContainerdTarget{Config: path, ContainerdOptions: ContainerdOptions{ShimPath: shim}}
+	apply(t, tg.Plan)
+	apply(t, tg.PlanRemove)
+	b, _ := os.ReadFile(path)
+	var want, got map[string]any
+	if err := toml.Unmarshal(debian, &want); err != nil {
+		t.Fatal(err)
+	}
+	if err := toml.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(want, got) {
+		t.Errorf("after configure and remove:\n%s\nwant Debian's stock file:\n%s", b, debian)
+	}
 }

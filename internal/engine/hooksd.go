@@ -17,9 +17,9 @@ const HookTimeout = oci.DefaultHookTimeout
 // its first argument, so each stage has its own file.
 func HooksDFile(stage string) string {
 	switch stage {
-	case "createRuntime":
+	case string(oci.StageCreateRuntime):
 		return "sockreap-createruntime.json"
-	case "poststop":
+	case string(oci.StagePoststop):
 		return "sockreap-poststop.json"
 	}
 	return "sockreap-" + stage + ".json"

@@ -109,8 +109,9 @@ func (t ContainerdTarget) Plan() ([]*Edit, error) {
 }
 
 // PlanRemove drops the sockreap runtime handler and, when it is the CRI
-// default, default_runtime_name (containerd's default is runc); tables
-// left empty by that go too.
+// default, default_runtime_name (containerd's default is runc); a runc
+// handler left alone that is containerd's built-in one goes too, and so
+// do tables left empty by that.
 func (t ContainerdTarget) PlanRemove() ([]*Edit, error) {
 	return planFile(t.Config, func(old []byte, exists bool) (*Edit, error) {
 		e := &Edit{Path: t.Config, Old: old, Exists: exists, New: old, Removal: true}
@@ -131,6 +132,11 @@ func (t ContainerdTarget) PlanRemove() ([]*Edit, error) {
 		if ctd := mapAt(cfg, path...); ctd != nil {
 			if rts, ok := ctd["runtimes"].(map[string]any); ok {
 				delete(rts, RuntimeName)
+				// The runc handler Plan adds to keep containerd's default:
+				// alone, it is containerd's built-in one again.
+				if len(rts) == 1 && reflect.DeepEqual(rts["runc"], defaultRunc(version)) {
+					delete(rts, "runc")
+				}
 			}
 			if ctd["default_runtime_name"] == RuntimeName {
 				delete(ctd, "default_runtime_name")

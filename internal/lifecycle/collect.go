@@ -26,7 +26,7 @@ func (c *Core) Collect(ctx context.Context, p *pin.Pin, opts CollectOptions) Out
 	if opts.Now.IsZero() {
 		opts.Now = time.Now()
 	}
-	o := Outcome{Container: p.ID, Action: Kept, Pin: p.Path}
+	o := Outcome{Container: p.Container(), Action: Kept, Pin: p.Path}
 	unlock, err := c.Pins.Lock(p.ID, false)
 	if errors.Is(err, unix.EWOULDBLOCK) {
 		o.Reason = "a hook is working on it"

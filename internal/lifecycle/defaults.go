@@ -12,6 +12,7 @@ import (
 	"github.com/sockreap/sockreap/internal/oci"
 	"github.com/sockreap/sockreap/internal/pin"
 	"github.com/sockreap/sockreap/internal/reap"
+	"github.com/sockreap/sockreap/internal/textsafe"
 )
 
 // SystemNamespaces are the kernel's namespaces, seen from this process.
@@ -66,17 +67,20 @@ type RuntimeStates struct{}
 // RuntimeState asks the hook's parent, the runtime, for its state directory.
 func (RuntimeStates) RuntimeState(id string) string { return oci.RuntimeStateDir(os.Getppid(), id) }
 
+// Root is the runtime's state root, read from the hook's parent.
+func (RuntimeStates) Root() string { return oci.RuntimeRoot(os.Getppid()) }
+
 func (RuntimeStates) Gone(p *pin.Pin, minAge time.Duration, now time.Time) (bool, string) {
 	m := p.Meta
 	if m != nil && m.RuntimeState != "" {
 		if _, err := os.Stat(m.RuntimeState); err == nil {
-			return false, "the runtime still has the container (" + m.RuntimeState + "); its delete releases the pin"
+			return false, "the runtime still has the container (" + textsafe.Quote(m.RuntimeState) + "); its delete releases the pin"
 		}
-		return true, "container gone (runtime state " + m.RuntimeState + " removed)"
+		return true, "container gone (runtime state " + textsafe.Quote(m.RuntimeState) + " removed)"
 	}
 	if m != nil && m.Bundle != "" {
 		if _, err := os.Stat(oci.ConfigPath(m.Bundle)); errors.Is(err, fs.ErrNotExist) {
-			return true, "container gone (bundle " + m.Bundle + " removed)"
+			return true, "container gone (bundle " + textsafe.Quote(m.Bundle) + " removed)"
 		}
 	}
 	if m != nil { // without metadata the age is unknown: old enough

@@ -122,12 +122,32 @@ func (c *Core) drain(ctx context.Context, ns *netns.NS, hint Hint) Outcome {
 // releases the pin whatever the drain did.
 func (c *Core) drainAndRelease(ctx context.Context, p *pin.Pin) Outcome {
 	o := c.openAndDrain(ctx, p.Path, hintOf(p))
-	o.Container, o.Pin = p.ID, p.Path
+	o.Container, o.Pin = p.Container(), p.Path
 	released, err := c.Pins.Release(p.ID)
 	o.Released = released
 	if err != nil {
 		o.Err = errors.Join(o.Err, err)
 		if o.Action != Refused && o.Action != BudgetExceeded {
+			o.Action = Failed
+		}
+	}
+	return o
+}
+
+// releaseLeftover drains and releases a pin createRuntime found in its
+// way, but never one whose namespace still has live processes: that is
+// someone's running container, and its own poststop needs the pin.
+func (c *Core) releaseLeftover(ctx context.Context, p *pin.Pin) Outcome {
+	o := c.openAndDrain(ctx, p.Path, hintOf(p))
+	o.Container, o.Pin = p.Container(), p.Path
+	if o.Action == SkippedShared || o.Action == Refused {
+		return o
+	}
+	released, err := c.Pins.Release(p.ID)
+	o.Released = released
+	if err != nil {
+		o.Err = errors.Join(o.Err, err)
+		if o.Action != BudgetExceeded {
 			o.Action = Failed
 		}
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/sockreap/sockreap/internal/oci"
 	"github.com/sockreap/sockreap/internal/pin"
 	"github.com/sockreap/sockreap/internal/reap"
+	"github.com/sockreap/sockreap/internal/textsafe"
 )
 
 // Stage is an OCI hook stage (one definition, in package oci).
@@ -34,13 +35,16 @@ const (
 )
 
 // Pins keeps namespaces reachable after their processes are gone;
-// pin.Store implements it.
+// pin.Store implements it. Pins are named by key (pin.KeyOf the container
+// id and its runtime's root).
 type Pins interface {
-	Lock(id string, wait bool) (unlock func(), err error)
-	Pin(source string, m pin.Meta) (*pin.Pin, error)
-	Get(id string) (*pin.Pin, error)
-	Release(id string) (released bool, err error)
-	Path(id string) string
+	Lock(key string, wait bool) (unlock func(), err error)
+	// PinNS pins the open namespace ns, the one that was checked, under
+	// m.Key.
+	PinNS(ns *netns.NS, m pin.Meta) (*pin.Pin, error)
+	Get(key string) (*pin.Pin, error)
+	Release(key string) (released bool, err error)
+	Path(key string) string
 }
 
 // Namespaces opens and identifies network namespaces and knows the two
@@ -103,6 +107,9 @@ type Containers interface {
 	// RuntimeState is the directory the runtime keeps for container id
 	// while it knows it, "" when unknown.
 	RuntimeState(id string) string
+	// Root is the state root of the runtime running the hook (runc
+	// --root), "" when unknown; with the id it keys the pin.
+	Root() string
 	// Gone tells whether the pin's container no longer exists, and why
 	// (or why that cannot be said yet).
 	Gone(p *pin.Pin, minAge time.Duration, now time.Time) (gone bool, why string)
@@ -222,7 +229,8 @@ func (o Outcome) Message() string {
 	return s
 }
 
-// DescribeProcs renders up to five processes for a message.
+// DescribeProcs renders up to five processes for a message; a command
+// name (which the process chose) is quoted when it could fool a terminal.
 func DescribeProcs(ps []netns.Proc) string {
 	var parts []string
 	for i, p := range ps {
@@ -230,7 +238,7 @@ func DescribeProcs(ps []netns.Proc) string {
 			parts = append(parts, fmt.Sprintf("and %d more", len(ps)-5))
 			break
 		}
-		parts = append(parts, fmt.Sprintf("%d %s", p.PID, p.Comm))
+		parts = append(parts, fmt.Sprintf("%d %s", p.PID, textsafe.Quote(p.Comm)))
 	}
 	return strings.Join(parts, ", ")
 }

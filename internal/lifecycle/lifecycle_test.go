@@ -49,19 +49,20 @@ func (f *fakePins) Lock(id string, wait bool) (func(), error) {
 
 func (f *fakePins) Path(id string) string { return "/run/sockreap/pins/" + id }
 
-func (f *fakePins) Pin(source string, m pin.Meta) (*pin.Pin, error) {
-	id, err := f.ns.IDOf(source)
-	if err != nil {
-		return nil, err
+func (f *fakePins) PinNS(ns *netns.NS, m pin.Meta) (*pin.Pin, error) {
+	id := ns.ID
+	key := m.Key
+	if key == "" {
+		key = m.ID
 	}
-	if p, ok := f.pins[m.ID]; ok && p.Mounted {
+	if p, ok := f.pins[key]; ok && p.Mounted {
 		if p.NS == id {
 			return p, nil
 		}
 		return nil, &pin.ErrOtherNetns{Existing: p}
 	}
-	p := &pin.Pin{ID: m.ID, Path: f.Path(m.ID), Mounted: true, NS: id, Meta: &m}
-	f.pins[m.ID] = p
+	p := &pin.Pin{ID: key, Path: f.Path(key), Mounted: true, NS: id, Meta: &m}
+	f.pins[key] = p
 	f.ns.paths[p.Path] = id
 	return p, nil
 }
@@ -157,9 +158,11 @@ func (f *fakeBundles) HasHook(string, Stage) (bool, error) { return f.hooked, ni
 type fakeContainers struct {
 	gone bool
 	why  string
+	root string
 }
 
 func (fakeContainers) RuntimeState(string) string { return "" }
+func (f fakeContainers) Root() string             { return f.root }
 func (f fakeContainers) Gone(*pin.Pin, time.Duration, time.Time) (bool, string) {
 	return f.gone, f.why
 }
@@ -498,5 +501,47 @@ func TestMessage(t *testing.T) {
 		if got := tc.o.Message(); got != tc.want {
 			t.Errorf("Message() = %q, want %q", got, tc.want)
 		}
+	}
+}
+
+// The same id under two runtime roots is two containers: two pins, and
+// neither createRuntime touches the other's.
+func TestSameIDUnderTwoRoots(t *testing.T) {
+	w := newWorld()
+	w.Containers = fakeContainers{gone: true, root: "/run/runc"}
+	w.pinned(t, "c", 200)
+	w.Containers = fakeContainers{gone: true, root: "/run/other-root"}
+	o := w.CreateRuntime(ctx, st("c", 100, nil))
+	if o.Action != Pinned || o.Leftover != nil || len(w.pins.pins) != 2 || len(w.drainer.drained) != 0 {
+		t.Fatalf("second root: %+v, pins %v, drained %v; want a pin of its own and nothing drained", o, w.pins.pins, w.drainer.drained)
+	}
+	a, b := pin.KeyOf("c", "/run/runc"), pin.KeyOf("c", "/run/other-root")
+	if w.pins.pins[a].NS != otherNS || w.pins.pins[b].NS != ctrNS || w.pins.pins[b].Meta.ID != "c" {
+		t.Errorf("pins %v", w.pins.pins)
+	}
+	// Each poststop finds its own pin.
+	if d := w.Poststop(ctx, st("c", 0, nil)); d.Action != Drained || !d.Released || d.Netns != ctrNS.String() {
+		t.Errorf("poststop under the second root: %+v", d)
+	}
+	if _, ok := w.pins.pins[a]; !ok {
+		t.Error("poststop under one root released the other root's pin")
+	}
+}
+
+// A pin in the way whose namespace still has live processes is someone's
+// running container: createRuntime leaves it alone and says so.
+func TestLeftoverWithLiveProcessesKept(t *testing.T) {
+	w := newWorld()
+	w.pinned(t, "c", 200)
+	w.occ.procs[otherNS] = []netns.Proc{{PID: 200, Comm: "app"}}
+	o := w.CreateRuntime(ctx, st("c", 100, nil))
+	if o.Action != Failed || o.Err == nil || !strings.Contains(o.Err.Error(), "live processes") || !strings.Contains(o.Err.Error(), "200 app") {
+		t.Fatalf("outcome %+v, want a failure naming the live process", o)
+	}
+	if p := w.pins.pins["c"]; p == nil || p.NS != otherNS {
+		t.Errorf("the running container's pin was released or replaced: %+v", p)
+	}
+	if len(w.drainer.drained) != 0 {
+		t.Errorf("drained %v", w.drainer.drained)
 	}
 }

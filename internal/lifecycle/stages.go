@@ -9,6 +9,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sockreap/sockreap/internal/oci"
 	"github.com/sockreap/sockreap/internal/pin"
+	"github.com/sockreap/sockreap/internal/textsafe"
 )
 
 // CreateRuntime pins the container's network namespace while its init
@@ -24,39 +25,50 @@ func (c *Core) CreateRuntime(ctx context.Context, st *specs.State) Outcome {
 		return o
 	}
 	if st.Pid <= 0 {
-		return o.fail(fmt.Errorf("container %s: the OCI state has no pid (status %q), so its network namespace cannot be pinned; is the hook installed at createRuntime?", st.ID, st.Status))
+		return o.fail(fmt.Errorf("container %s: the OCI state has no pid (status %q), so its network namespace cannot be pinned; is the hook installed at createRuntime?", textsafe.Quote(st.ID), st.Status))
 	}
+	// Open the namespace once: the one checked below is the one pinned,
+	// whatever happens to the pid meanwhile.
 	source := "/proc/" + strconv.Itoa(st.Pid) + "/ns/net"
-	id, err := c.Namespaces.IDOf(source)
+	ns, err := c.Namespaces.Open(source)
 	if err != nil {
-		return o.fail(fmt.Errorf("container %s: %w", st.ID, err))
+		return o.fail(fmt.Errorf("container %s: %w", textsafe.Quote(st.ID), err))
 	}
-	o.Netns = id.String()
+	defer ns.Close()
+	o.Netns = ns.ID.String()
 	c.progress(o)
-	if _, err := c.check(id); err != nil {
+	if _, err := c.check(ns.ID); err != nil {
 		// The container shares the host's (or the runtime's) namespace:
 		// nothing of its own to drain later.
 		o.Action, o.Reason = NothingToDrain, err.Error()
 		return o
 	}
-	unlock, err := c.Pins.Lock(st.ID, true)
+	root := c.Containers.Root()
+	key := pin.KeyOf(st.ID, root)
+	unlock, err := c.Pins.Lock(key, true)
 	if err != nil {
 		return o.fail(err)
 	}
 	defer unlock()
-	m := pin.Meta{ID: st.ID, PID: st.Pid, Bundle: st.Bundle, RuntimeState: c.Containers.RuntimeState(st.ID)}
-	p, err := c.Pins.Pin(source, m)
+	m := pin.Meta{ID: st.ID, Key: key, Root: root, PID: st.Pid, Bundle: st.Bundle, RuntimeState: c.Containers.RuntimeState(st.ID)}
+	p, err := c.Pins.PinNS(ns, m)
 	var other *pin.ErrOtherNetns
 	if errors.As(err, &other) {
-		// A leftover of an earlier container with this id whose poststop
-		// never ran: empty it and make room.
-		left := c.drainAndRelease(ctx, other.Existing)
+		// A leftover of an earlier container with this key whose
+		// poststop never ran: empty it and make room — unless processes
+		// still run in its namespace, whose pin is then not ours to
+		// release.
+		left := c.releaseLeftover(ctx, other.Existing)
 		o.Leftover = &left
+		if left.Action == SkippedShared {
+			return o.fail(fmt.Errorf("container %s: pin %s holds namespace %s in which live processes run (%s); left alone, so this container's namespace is not pinned and will not be drained at delete",
+				st.ID, other.Existing.Path, other.Existing.NS, DescribeProcs(left.Processes)))
+		}
 		o.warn("replaced a leftover pin of %s (%s)", other.Existing.NS, left.Message())
 		if left.Err != nil {
 			o.warn("leftover pin: %v", left.Err)
 		}
-		p, err = c.Pins.Pin(source, m)
+		p, err = c.Pins.PinNS(ns, m)
 	}
 	if p != nil {
 		o.Pin = p.Path
@@ -84,13 +96,14 @@ func (c *Core) Poststop(ctx context.Context, st *specs.State) Outcome {
 	if err := pin.ValidID(st.ID); err != nil {
 		return o.fail(err)
 	}
-	unlock, err := c.Pins.Lock(st.ID, true)
+	key := pin.KeyOf(st.ID, c.Containers.Root())
+	unlock, err := c.Pins.Lock(key, true)
 	if err != nil {
 		return o.fail(err)
 	}
 	defer unlock()
 
-	p, perr := c.Pins.Get(st.ID)
+	p, perr := c.Pins.Get(key)
 	if perr != nil && !errors.Is(perr, pin.ErrNoPin) {
 		o.warn("%v", perr)
 	}
@@ -111,7 +124,7 @@ func (c *Core) Poststop(ctx context.Context, st *specs.State) Outcome {
 	if optedOut {
 		o.Action, o.Reason = OptedOut, "opted out by annotation "+oci.AnnotationDrain
 		if p != nil {
-			o.Released, o.Err = c.Pins.Release(st.ID)
+			o.Released, o.Err = c.Pins.Release(key)
 		}
 		return o
 	}
@@ -121,8 +134,8 @@ func (c *Core) Poststop(ctx context.Context, st *specs.State) Outcome {
 		return d
 	}
 	if p != nil {
-		o.warn("pin %s is no longer a network namespace mount (unmounted by someone else?); removed it", p.Path)
-		if _, err := c.Pins.Release(st.ID); err != nil {
+		o.warn("pin %s is no longer a network namespace mount (unmounted by someone else?); removed it", textsafe.Quote(p.Path))
+		if _, err := c.Pins.Release(key); err != nil {
 			o.warn("%v", err)
 		}
 		o.Pin = ""
@@ -131,7 +144,7 @@ func (c *Core) Poststop(ctx context.Context, st *specs.State) Outcome {
 	// No pin: the namespace may still be reachable through a mount the
 	// engine keeps (CNI, docker), named in config.json.
 	if cfgErr != nil {
-		return o.fail(fmt.Errorf("container %s: no pin at %s and %w", st.ID, c.Pins.Path(st.ID), cfgErr))
+		return o.fail(fmt.Errorf("container %s: no pin at %s and %w", textsafe.Quote(st.ID), textsafe.Quote(c.Pins.Path(key)), cfgErr))
 	}
 	if !cfg.HasNetns {
 		o.Action, o.Reason = NothingToDrain, "the container has no network namespace of its own"
@@ -146,7 +159,7 @@ func (c *Core) Poststop(ctx context.Context, st *specs.State) Outcome {
 			o.Reason = "no pin: createRuntime never pinned this container (the runtime failed to create it before that hook ran, or the hook failed: see its log line)"
 			return o
 		}
-		o.warn("no pin for container %s at %s and config.json names no namespace path: was the createRuntime hook installed?", st.ID, c.Pins.Path(st.ID))
+		o.warn("no pin for container %s at %s and config.json names no namespace path: was the createRuntime hook installed?", textsafe.Quote(st.ID), textsafe.Quote(c.Pins.Path(key)))
 		return o
 	}
 	switch np := c.Namespaces.Classify(path); np.Kind {

@@ -14,14 +14,24 @@ import (
 	"os/exec"
 	"strings"
 	"sync/atomic"
-	"testing"
 	"time"
 
 	"github.com/sockreap/sockreap/internal/netns"
 )
 
+// T is what the fixtures need of a test. *testing.T and *testing.B satisfy
+// it, and so does a scenario runner outside package testing (the kernel
+// matrix's guest) without pretending to be a testing.TB.
+type T interface {
+	Helper()
+	Cleanup(func())
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+	Skip(args ...any)
+}
+
 // RequireRoot skips the test unless it runs as root with the ip tool.
-func RequireRoot(t testing.TB) {
+func RequireRoot(t T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: network namespaces and veths (run: sudo make test)")
@@ -48,7 +58,7 @@ type Netns struct {
 }
 
 // NewNetns creates a named namespace with lo up. It is deleted at cleanup.
-func NewNetns(t testing.TB) *Netns {
+func NewNetns(t T) *Netns {
 	t.Helper()
 	name := Unique("srt")
 	Run(t, "ip", "netns", "add", name)
@@ -62,27 +72,27 @@ func NewNetns(t testing.TB) *Netns {
 	Run(t, "ip", "-n", name, "link", "set", "lo", "up")
 	ns, err := netns.Open(n.Path)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	n.NS = ns
 	return n
 }
 
 // Exec runs a command inside the namespace and returns its combined output.
-func (n *Netns) Exec(t testing.TB, args ...string) string {
+func (n *Netns) Exec(t T, args ...string) string {
 	t.Helper()
 	return Run(t, append([]string{"ip", "netns", "exec", n.Name}, args...)...)
 }
 
 // Sysctl sets a sysctl inside the namespace.
-func (n *Netns) Sysctl(t testing.TB, key, value string) {
+func (n *Netns) Sysctl(t T, key, value string) {
 	t.Helper()
 	n.Exec(t, "sysctl", "-qw", key+"="+value)
 }
 
 // SS returns what ss(8) lists for TCP and UDP inside the namespace, one
 // socket per line, without header.
-func (n *Netns) SS(t testing.TB) []string {
+func (n *Netns) SS(t T) []string {
 	t.Helper()
 	out := n.Exec(t, "ss", "-tuanH")
 	var lines []string
@@ -106,7 +116,7 @@ var subnet atomic.Uint32
 
 // Connect links a and b with a veth pair addressed from 192.0.2.0/24 and
 // 2001:db8::/64 (a different /30 and /126 for each link of this process).
-func Connect(t testing.TB, a, b *Netns) *Link {
+func Connect(t T, a, b *Netns) *Link {
 	t.Helper()
 	i := subnet.Add(1) % 63
 	l := &Link{A: a, B: b, NameA: Unique("sra"), NameB: Unique("srb")}
@@ -152,7 +162,7 @@ func WaitUntil(d time.Duration, cond func() bool) time.Duration {
 }
 
 // Run runs a command and fails the test with its output on error.
-func Run(t testing.TB, args ...string) string {
+func Run(t T, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
 	if err != nil {
@@ -165,7 +175,7 @@ func Run(t testing.TB, args ...string) string {
 // and watches the veth end peerDev in p: it returns how long the end took
 // to disappear, or -1 if it is still there after a second, which means
 // something still holds x.
-func DeleteAndWatch(t testing.TB, x, p *Netns, peerDev string) time.Duration {
+func DeleteAndWatch(t T, x, p *Netns, peerDev string) time.Duration {
 	t.Helper()
 	if x.NS != nil {
 		x.NS.Close()

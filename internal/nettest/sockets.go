@@ -2,7 +2,6 @@ package nettest
 
 import (
 	"net/netip"
-	"testing"
 
 	"golang.org/x/sys/unix"
 )
@@ -31,7 +30,7 @@ func (s *Socket) Reset() {
 
 // NewSocket creates a socket of the given type inside n (for example
 // unix.SOCK_STREAM) for the family of addr.
-func (n *Netns) NewSocket(t testing.TB, typ int, addr netip.Addr) *Socket {
+func (n *Netns) NewSocket(t T, typ int, addr netip.Addr) *Socket {
 	t.Helper()
 	fam := unix.AF_INET6
 	if addr.Is4() {
@@ -54,7 +53,7 @@ func (n *Netns) NewSocket(t testing.TB, typ int, addr netip.Addr) *Socket {
 // Listen opens a TCP listener on ap inside n with the given backlog. With
 // a small rcvbuf the connections it accepts (and never reads) close their
 // window quickly.
-func (n *Netns) Listen(t testing.TB, ap netip.AddrPort, backlog, rcvbuf int) *Socket {
+func (n *Netns) Listen(t T, ap netip.AddrPort, backlog, rcvbuf int) *Socket {
 	t.Helper()
 	s := n.NewSocket(t, unix.SOCK_STREAM, ap.Addr())
 	_ = unix.SetsockoptInt(s.FD, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
@@ -67,7 +66,7 @@ func (n *Netns) Listen(t testing.TB, ap netip.AddrPort, backlog, rcvbuf int) *So
 }
 
 // Dial connects a new TCP socket in n to ap (blocking).
-func (n *Netns) Dial(t testing.TB, ap netip.AddrPort) *Socket {
+func (n *Netns) Dial(t T, ap netip.AddrPort) *Socket {
 	t.Helper()
 	s := n.NewSocket(t, unix.SOCK_STREAM, ap.Addr())
 	must(t, unix.Connect(s.FD, Sockaddr(ap)), "connect", ap)
@@ -76,7 +75,7 @@ func (n *Netns) Dial(t testing.TB, ap netip.AddrPort) *Socket {
 
 // DialAsync starts a TCP connect to ap without waiting for it to complete
 // (SYN_SENT while nothing answers).
-func (n *Netns) DialAsync(t testing.TB, ap netip.AddrPort) *Socket {
+func (n *Netns) DialAsync(t T, ap netip.AddrPort) *Socket {
 	t.Helper()
 	s := n.NewSocket(t, unix.SOCK_STREAM|unix.SOCK_NONBLOCK, ap.Addr())
 	if err := unix.Connect(s.FD, Sockaddr(ap)); err != nil && err != unix.EINPROGRESS {
@@ -86,7 +85,7 @@ func (n *Netns) DialAsync(t testing.TB, ap netip.AddrPort) *Socket {
 }
 
 // Accept accepts one connection on listener l.
-func Accept(t testing.TB, l *Socket) *Socket {
+func Accept(t T, l *Socket) *Socket {
 	t.Helper()
 	fd, _, err := unix.Accept4(l.FD, unix.SOCK_CLOEXEC)
 	if err != nil {
@@ -100,7 +99,7 @@ func Accept(t testing.TB, l *Socket) *Socket {
 // Fill writes to a non-blocking copy of s until the kernel refuses more
 // (the peer stopped reading and its window is closed), then returns the
 // number of bytes queued.
-func Fill(t testing.TB, s *Socket) int {
+func Fill(t T, s *Socket) int {
 	t.Helper()
 	_ = unix.SetNonblock(s.FD, true)
 	buf := make([]byte, 64<<10)
@@ -127,7 +126,7 @@ func Sockaddr(ap netip.AddrPort) unix.Sockaddr {
 
 // BindUDP opens a UDP socket bound to ap inside n, connected to peer when
 // peer is valid.
-func (n *Netns) BindUDP(t testing.TB, ap, peer netip.AddrPort) *Socket {
+func (n *Netns) BindUDP(t T, ap, peer netip.AddrPort) *Socket {
 	t.Helper()
 	s := n.NewSocket(t, unix.SOCK_DGRAM, ap.Addr())
 	must(t, unix.Bind(s.FD, Sockaddr(ap)), "bind udp", ap)
@@ -137,7 +136,7 @@ func (n *Netns) BindUDP(t testing.TB, ap, peer netip.AddrPort) *Socket {
 	return s
 }
 
-func must(t testing.TB, err error, what string, ap netip.AddrPort) {
+func must(t T, err error, what string, ap netip.AddrPort) {
 	t.Helper()
 	if err != nil {
 		t.Fatalf("%s %s: %v", what, ap, err)

@@ -2,6 +2,7 @@ package oci
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,13 +15,14 @@ var defaultRoots = map[string]string{
 	"crun": "/run/crun",
 }
 
-// RuntimeStateDir returns the state directory that runtime process pid
-// keeps for container id while it knows the container (runc: <root>/<id>),
-// read from the runtime's command line (its --root flag, or its default
-// root). It returns "" when that cannot be found out or the directory does
-// not exist. Hooks are children of the runtime, so pid is the hook's parent.
-func RuntimeStateDir(pid int, id string) string {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+// RuntimeRoot returns the state root of the runtime process pid (runc and
+// crun: their --root flag, else their default root as root user), "" when
+// that cannot be found out. Hooks are children of the runtime, so pid is
+// the hook's parent; the root is the same at createRuntime (runc create)
+// and poststop (runc delete), so it tells containers of two runtimes that
+// share an id apart.
+func RuntimeRoot(pid int) string {
+	b, err := readProc("/proc/" + strconv.Itoa(pid) + "/cmdline")
 	if err != nil || len(b) == 0 {
 		return ""
 	}
@@ -37,7 +39,20 @@ func RuntimeStateDir(pid int, id string) string {
 			root = a[strings.Index(a, "=")+1:]
 		}
 	}
-	if root == "" || id == "" || strings.Contains(id, "/") {
+	if root == "" || !filepath.IsAbs(root) {
+		return ""
+	}
+	return filepath.Clean(root)
+}
+
+// RuntimeStateDir returns the state directory that runtime process pid
+// keeps for container id while it knows the container (runc: <root>/<id>),
+// read from the runtime's command line (its --root flag, or its default
+// root). It returns "" when that cannot be found out or the directory does
+// not exist.
+func RuntimeStateDir(pid int, id string) string {
+	root := RuntimeRoot(pid)
+	if root == "" || id == "" || strings.Contains(id, "/") || id == "." || id == ".." {
 		return ""
 	}
 	dir := filepath.Join(root, id)
@@ -45,4 +60,14 @@ func RuntimeStateDir(pid int, id string) string {
 		return ""
 	}
 	return dir
+}
+
+// readProc reads a /proc file (size 0 in stat) up to 1 MiB.
+func readProc(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, 1<<20))
 }

@@ -6,6 +6,8 @@
 package pin
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,7 +34,13 @@ type Store struct {
 
 // Meta is what is recorded about a pin next to it.
 type Meta struct {
-	ID      string    `json:"id"`
+	ID string `json:"id"` // the container id
+	// Key is the pin's name in the store (KeyOf the id and the runtime
+	// root); "" means the id itself.
+	Key string `json:"key,omitempty"`
+	// Root is the runtime's state root (runc --root) the container
+	// lives under, "" when unknown.
+	Root    string    `json:"root,omitempty"`
 	PID     int       `json:"pid,omitempty"` // the container process the namespace was taken from
 	Netns   string    `json:"netns"`         // net:[inode]
 	Dev     uint64    `json:"dev"`
@@ -47,11 +55,33 @@ type Meta struct {
 
 // Pin is one pinned namespace.
 type Pin struct {
-	ID      string
+	ID      string   // the pin's name in the store: its key (see KeyOf)
 	Path    string   // <dir>/pins/<id>
 	Mounted bool     // Path is a network namespace mount (false: a leftover file)
 	NS      netns.ID // identity of the pinned namespace, when Mounted
 	Meta    *Meta    // nil when the metadata is missing or unreadable
+}
+
+// Container is the id of the pinned container: the recorded one, else the
+// pin's name.
+func (p *Pin) Container() string {
+	if p.Meta != nil && p.Meta.ID != "" {
+		return p.Meta.ID
+	}
+	return p.ID
+}
+
+// KeyOf names the pin of container id under runtime root: the same id
+// under two runtime roots (two runc --root, containerd namespaces, podman
+// and docker on one host) are two containers and get two pins. The root
+// enters as a short hash after "@", a character runc and crun ids cannot
+// hold; with the root unknown the key is the id alone.
+func KeyOf(id, root string) string {
+	if root == "" {
+		return id
+	}
+	sum := sha256.Sum256([]byte(filepath.Clean(root)))
+	return id + "@" + hex.EncodeToString(sum[:6])
 }
 
 // Age is how long ago the pin was made, 0 when unknown.
@@ -120,7 +150,7 @@ func (s Store) Check() error {
 }
 
 // Pin bind-mounts the network namespace at source (e.g. /proc/<pid>/ns/net)
-// to the pin of m.ID and records m; see PinNS.
+// to the pin m.Key (m.ID when empty) and records m; see PinNS.
 func (s Store) Pin(source string, m Meta) (*Pin, error) {
 	if err := ValidID(m.ID); err != nil {
 		return nil, err
@@ -134,7 +164,8 @@ func (s Store) Pin(source string, m Meta) (*Pin, error) {
 }
 
 // PinNS bind-mounts the open namespace ns (the very one the caller checked,
-// not whatever a path names a moment later) to the pin of m.ID and records
+// not whatever a path names a moment later) to the pin m.Key (m.ID when
+// empty) and records
 // m. Pinning the same namespace again is a no-op; a pin of another
 // namespace under the same id is an *ErrOtherNetns. The pin is created
 // without following symlinks and mounted through its own descriptor, so
@@ -143,12 +174,19 @@ func (s Store) PinNS(ns *netns.NS, m Meta) (*Pin, error) {
 	if err := ValidID(m.ID); err != nil {
 		return nil, err
 	}
+	if m.Key == "" {
+		m.Key = m.ID
+	}
+	key := m.Key
+	if err := ValidID(key); err != nil {
+		return nil, err
+	}
 	id := ns.ID
 	if err := s.setup(); err != nil {
 		return nil, err
 	}
-	path := s.Path(m.ID)
-	if existing, err := s.Get(m.ID); err == nil {
+	path := s.Path(key)
+	if existing, err := s.Get(key); err == nil {
 		if existing.Mounted {
 			if existing.NS == id {
 				return existing, nil
@@ -187,9 +225,9 @@ func (s Store) PinNS(ns *netns.NS, m Meta) (*Pin, error) {
 	if err := s.writeMeta(m); err != nil {
 		// The pin works without its metadata; gc then judges it by
 		// its processes only.
-		return &Pin{ID: m.ID, Path: path, Mounted: true, NS: id}, err
+		return &Pin{ID: key, Path: path, Mounted: true, NS: id}, err
 	}
-	return &Pin{ID: m.ID, Path: path, Mounted: true, NS: id, Meta: &m}, nil
+	return &Pin{ID: key, Path: path, Mounted: true, NS: id, Meta: &m}, nil
 }
 
 // idNoFollow is the namespace mounted at path; a symlink there is none.
@@ -248,7 +286,7 @@ func (s Store) writeMeta(m Meta) error {
 	if err != nil {
 		return err
 	}
-	path := s.metaPath(m.ID)
+	path := s.metaPath(m.Key)
 	if err := atomicfile.Write(path, b, 0o600); err != nil {
 		return fmt.Errorf("record pin metadata %s: %w", path, err)
 	}

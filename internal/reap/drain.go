@@ -76,13 +76,9 @@ func Drain(ctx context.Context, ns *netns.NS, opts Options) (*Report, error) {
 	if workers <= 0 {
 		workers = DefaultWorkers()
 	}
-	// Destroy batches are long system calls. With a P for each of them
-	// and the dumper, a goroutine never waits for the scheduler to take
-	// a P back from a thread stuck in the kernel.
-	if prev := runtime.GOMAXPROCS(0); prev < workers+2 {
-		runtime.GOMAXPROCS(workers + 2)
-		defer runtime.GOMAXPROCS(prev)
-	}
+	// GOMAXPROCS is the process's to set, not a drain's: concurrent
+	// drains in one process (the NRI plugin) would race on it. A command
+	// that drains sets it once (see GOMAXPROCS).
 	d.ns = ns
 	d.maxWorkers = workers
 	d.split = inUse >= splitAbove
@@ -92,6 +88,17 @@ func Drain(ctx context.Context, ns *netns.NS, opts Options) (*Report, error) {
 		return nil, err
 	}
 	return d.run(ctx, dumper)
+}
+
+// GOMAXPROCS is what a process that drains should run with: a P for
+// each destroyer and the dumper, so that a goroutine never waits for the
+// scheduler to take a P back from a thread stuck in a long destroy batch.
+// Drain does not set it (it is process-wide); a command's main does.
+func GOMAXPROCS(workers int) int {
+	if workers <= 0 {
+		workers = DefaultWorkers()
+	}
+	return max(runtime.GOMAXPROCS(0), workers+2)
 }
 
 // DefaultWorkers is the number of parallel destroyers when Options.Workers
@@ -199,7 +206,12 @@ func (d *drainer) run(ctx context.Context, dumper *sockdiag.Conn) (*Report, erro
 	if d.rep.TimedOut || (!d.opts.DryRun && last.attempted > 0) {
 		// The last pass changed things (or was cut short): count what
 		// is left with a dump that destroys nothing.
-		last = d.count(dumper)
+		var err error
+		if last, err = d.count(dumper); err != nil {
+			// What is left is unknown: never report it as nothing.
+			d.finish(last)
+			return d.rep, err
+		}
 	}
 	d.finish(last)
 	return d.rep, nil
@@ -220,10 +232,10 @@ func (d *drainer) finish(p *pass) {
 // count dumps every table once and records what is left. A socket closed
 // and still bound after the drain destroyed it counts as bound, not as
 // remaining.
-func (d *drainer) count(dumper *sockdiag.Conn) *pass {
+func (d *drainer) count(dumper *sockdiag.Conn) (*pass, error) {
 	p := &pass{}
 	for _, t := range d.tables {
-		_ = dumper.Dump(t.family, t.protocol, sockdiag.AllStates, func(s *sockdiag.Socket) error {
+		err := dumper.Dump(t.family, t.protocol, sockdiag.AllStates, func(s *sockdiag.Socket) error {
 			p.seen++
 			if d.held(s) {
 				p.kept.addHeld(s)
@@ -236,8 +248,13 @@ func (d *drainer) count(dumper *sockdiag.Conn) *pass {
 			}
 			return nil
 		})
+		// An interrupted dump still counted every socket it saw; any
+		// other error leaves the count unknown.
+		if err != nil && !errors.Is(err, sockdiag.ErrInterrupted) {
+			return p, fmt.Errorf("count the sockets left in network namespace %s: %w", d.ns.ID, err)
+		}
 	}
-	return p
+	return p, nil
 }
 
 func (d *drainer) destroyWorks(protocol uint8) bool {

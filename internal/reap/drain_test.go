@@ -3,6 +3,7 @@ package reap_test
 import (
 	"context"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -359,5 +360,48 @@ func TestDrainManySockets(t *testing.T) {
 	}
 	for _, s := range held {
 		s.Close()
+	}
+}
+
+// Drain leaves GOMAXPROCS alone: it is the process's, and concurrent
+// drains in one process would race on it.
+func TestDrainKeepsGOMAXPROCS(t *testing.T) {
+	f := newFixture(t)
+	f.makeOrphans(t)
+	prev := runtime.GOMAXPROCS(1)
+	defer runtime.GOMAXPROCS(prev)
+	changed := make(chan int, 1)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if n := runtime.GOMAXPROCS(0); n != 1 {
+				select {
+				case changed <- n:
+				default:
+				}
+			}
+			runtime.Gosched()
+		}
+	}()
+	rep, err := reap.Drain(context.Background(), f.x.NS, reap.Options{Workers: 4})
+	close(stop)
+	<-done
+	if err != nil || rep.Found == 0 {
+		t.Fatalf("drain: %+v, %v", rep, err)
+	}
+	if n := runtime.GOMAXPROCS(0); n != 1 {
+		t.Errorf("GOMAXPROCS %d after the drain, want 1", n)
+	}
+	select {
+	case n := <-changed:
+		t.Errorf("GOMAXPROCS was %d during the drain, want 1 throughout", n)
+	default:
 	}
 }

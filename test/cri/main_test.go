@@ -7,6 +7,7 @@ package cri
 
 import (
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -33,3 +34,5 @@ func execCommand(name string, args ...string) (string, error) {
 	out, err := exec.Command(name, args...).CombinedOutput()
 	return strings.TrimSpace(string(out)), err
 }
+
+func itoa(i int) string { return strconv.Itoa(i) }

@@ -34,6 +34,7 @@ func TestMain(m *testing.M) { testbin.Main(m, "sockreap-hook") }
 type runtime struct {
 	name string // runc, crun
 	path string
+	root string // --root, "" for the runtime's default
 }
 
 var (
@@ -91,6 +92,9 @@ func (rt *runtime) smokeTest(t *testing.T) string {
 }
 
 func (rt *runtime) cmd(args ...string) *exec.Cmd {
+	if rt.root != "" {
+		args = append([]string{"--root", rt.root}, args...)
+	}
 	c := exec.Command(rt.path, args...)
 	c.Stdin = nil
 	return c
@@ -250,6 +254,19 @@ func (h *hooks) pins(t *testing.T) []*pin.Pin {
 	return ps
 }
 
+// pinOf returns the pin of container id (pins are keyed by id and
+// runtime root), failing the test when there is none.
+func (h *hooks) pinOf(t *testing.T, id string) *pin.Pin {
+	t.Helper()
+	for _, p := range h.pins(t) {
+		if p.Container() == id {
+			return p
+		}
+	}
+	t.Fatalf("no pin of container %s", id)
+	return nil
+}
+
 // container is one container of a runtime.
 type container struct {
 	rt     *runtime
@@ -263,7 +280,13 @@ type container struct {
 // deleted at cleanup.
 func (rt *runtime) create(t *testing.T, b *bundle) *container {
 	t.Helper()
-	c := &container{rt: rt, id: nettest.Unique("srct"), b: b}
+	return rt.createID(t, b, nettest.Unique("srct"))
+}
+
+// createID is create with the container id given.
+func (rt *runtime) createID(t *testing.T, b *bundle, id string) *container {
+	t.Helper()
+	c := &container{rt: rt, id: id, b: b}
 	t.Cleanup(func() { _ = rt.cmd("delete", "--force", c.id).Run() })
 	// The container inherits create's stdio: give it a file, not a pipe
 	// the test would wait on until the container exits.

@@ -169,7 +169,7 @@ func TestRuncBadInput(t *testing.T) {
 			}},
 		{name: "pin gone and config.json missing", stage: "poststop", wantErr: "no pin",
 			after: func(t *testing.T, h *hooks, c *container) {
-				if _, err := (pin.Store{Dir: h.stateDir}).Release(c.id); err != nil {
+				if _, err := (pin.Store{Dir: h.stateDir}).Release(h.pinOf(t, c.id).ID); err != nil {
 					t.Fatal(err)
 				}
 				if err := os.Rename(filepath.Join(c.b.dir, "config.json"), filepath.Join(c.b.dir, "config.json.moved")); err != nil {
@@ -179,11 +179,12 @@ func TestRuncBadInput(t *testing.T) {
 		{name: "pin points at the host namespace", stage: "poststop", wantErr: "refusing",
 			after: func(t *testing.T, h *hooks, c *container) {
 				s := pin.Store{Dir: h.stateDir}
-				if _, err := s.Release(c.id); err != nil {
+				key := h.pinOf(t, c.id).ID
+				if _, err := s.Release(key); err != nil {
 					t.Fatal(err)
 				}
 				// The test runs in the host namespace; the hook does too.
-				if _, err := s.Pin("/proc/self/ns/net", pin.Meta{ID: c.id}); err != nil {
+				if _, err := s.Pin("/proc/self/ns/net", pin.Meta{ID: c.id, Key: key}); err != nil {
 					t.Fatal(err)
 				}
 			}},
@@ -380,4 +381,37 @@ func dropHook(t *testing.T, b *bundle, stage string) {
 			delete(hooks, stage)
 		}
 	})
+}
+
+// TestRuncCreateFailsBeforeCreateRuntime: runc runs poststop also when
+// create fails before the createRuntime hook ran. There was never a
+// namespace to pin; the poststop line says so, without a warning about the
+// hook's installation.
+func TestRuncCreateFailsBeforeCreateRuntime(t *testing.T) {
+	rt := requireRuntime(t, "runc")
+	h := newHooks(t)
+	b := newBundle(t, bundleSpec{args: []string{"/bin/busybox", "true"}})
+	h.install(t, b)
+	editConfig(t, b.dir, func(doc map[string]any) {
+		// A bind mount of a source that does not exist fails in rootfs
+		// setup, before createRuntime.
+		mounts, _ := doc["mounts"].([]any)
+		doc["mounts"] = append(mounts, map[string]any{"destination": "/srv", "type": "bind", "source": "/nonexistent/sockreap-test", "options": []string{"rbind"}})
+	})
+	id := nettest.Unique("srct")
+	t.Cleanup(func() { _ = rt.cmd("delete", "--force", id).Run() })
+	if out, err := rt.cmd("create", "--bundle", b.dir, id).CombinedOutput(); err == nil {
+		t.Fatalf("%s create succeeded with a missing bind source:\n%s", rt.name, out)
+	}
+	if l := h.find(t, id, "createRuntime"); len(l) != 0 {
+		t.Fatalf("createRuntime ran: %v", l)
+	}
+	ls := h.find(t, id, "poststop")
+	if len(ls) != 1 {
+		t.Skipf("%s ran no poststop hook after a failed create (log: %v)", rt.name, h.logLines(t))
+	}
+	l := ls[0]
+	if l["level"] != "INFO" || l["warnings"] != nil || !strings.Contains(fmt.Sprint(l["msg"]), "createRuntime never pinned") {
+		t.Errorf("poststop after a failed create: %v; want INFO saying createRuntime never pinned, no warning", l)
+	}
 }

@@ -2,25 +2,24 @@ package suite
 
 import (
 	"fmt"
+	"github.com/sockreap/sockreap/internal/nettest"
 	"os"
 	"runtime/debug"
 	"strings"
-	"testing"
 	"time"
 )
 
 // T lets scenarios use internal/nettest's fixtures outside `go test`: it
-// implements the testing.TB methods nettest calls. The embedded interface
-// is nil and only supplies testing.TB's unexported method; every method the
-// fixtures use is defined here.
+// implements nettest.T.
 type T struct {
-	testing.TB
 	name     string
 	cleanups []func()
 	log      []string
 	status   string
 	reason   []string
 }
+
+var _ nettest.T = (*T)(nil)
 
 type stopScenario struct{}
 

@@ -1,0 +1,42 @@
+package cri
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sockreap/sockreap/internal/critest"
+)
+
+// The images the rig makes from busybox-static and imports with ctr are
+// what the CRI runs: pods get the pause image as their sandbox, and app
+// containers a busybox with its applets.
+func TestImages(t *testing.T) {
+	need(t)
+	for _, e := range []*critest.Engine{critest.Containerd16, critest.Containerd22} {
+		t.Run(e.Name, func(t *testing.T) {
+			if r := e.Missing(); r != "" {
+				t.Skip(r)
+			}
+			d := critest.NewDaemon(t, e)
+			d.Start(t)
+			images := d.Crictl(t, "images")
+			for _, ref := range []string{critest.PauseImage, critest.AppImage} {
+				name, tag, _ := strings.Cut(ref, ":")
+				if !strings.Contains(images, name) || !strings.Contains(images, tag) {
+					t.Errorf("crictl images does not list %s:\n%s", ref, images)
+				}
+			}
+			p := d.RunPod(t, critest.PodSpec{PID: critest.NamespaceContainer})
+			if comm := readFile("/proc/" + itoa(p.PausePID) + "/comm"); comm != "sleep" {
+				t.Errorf("the pod's sandbox process is %q, want the pause image's sleep", comm)
+			}
+			p.Start(t, "app", "/bin/sh", "-c", "echo hello from $(busybox | head -1 | cut -d' ' -f1-2)")
+			if waitFor(10*time.Second, func() bool { return strings.Contains(p.Log("app"), "hello from BusyBox") }) < 0 {
+				t.Errorf("app container log: %q, want its busybox greeting", p.Log("app"))
+			}
+			p.Stop(t)
+			p.Remove(t)
+		})
+	}
+}
