@@ -49,7 +49,9 @@ type Bins struct {
 
 // Modes returns the modes every scenario runs in: the sockreap runtime
 // handler on both engines, configured by `sockreap-hook configure
-// containerd` on a new file, and plain runc as the baseline.
+// containerd` on a new file, plain runc as the baseline, and sockreap's NRI
+// plugin on containerd 2.2 with plain runc (daemon, pre-registered,
+// DaemonSet; see nriModes).
 func Modes(b Bins) []*Mode {
 	handler := func(e *Engine) *Mode {
 		return &Mode{
