@@ -46,11 +46,14 @@ lint:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./internal/sockdiag
 
-# Drain speed against ss -K and no drainer, then the hooks' added latency
-# on runc run+delete cycles; see docs/bench.md.
+# Drain speed against ss -K and no drainer, the hooks' added latency on
+# runc run+delete cycles, then crictl stopp of pods on containerd 2.2 with
+# and without draining; see docs/bench.md. The CRI bench puts itself into
+# a container image, so it is built static.
 bench: deps build
 	$(GO) run ./test/bench
 	$(GO) run ./test/bench/hooklatency -hook bin/sockreap-hook
+	CGO_ENABLED=0 $(GO) run ./test/bench/cri -hook bin/sockreap-hook -shim bin/sockreap-shim
 
 demo: deps build
 	@scripts/demo.sh

@@ -33,37 +33,70 @@ func (d *Daemon) importImages(t T) {
 	}
 }
 
+// ImportImage imports, as ref, the app image with files (path in the
+// image: content, mode 0755) added to it.
+func (d *Daemon) ImportImage(t T, ref string, files map[string][]byte) {
+	t.Helper()
+	archive := filepath.Join(d.Dir, "image-"+sha256hex([]byte(ref))[:12]+".tar")
+	if err := writeArchive(archive, []image{{ref: ref, cmd: []string{"/bin/sh"}, extra: files}}); err != nil {
+		t.Fatalf("build image %s: %v", ref, err)
+	}
+	must(t, "ctr", "--address", d.Sock, "--namespace", "k8s.io", "images", "import", archive)
+}
+
+type image struct {
+	ref             string
+	entrypoint, cmd []string
+	extra           map[string][]byte
+}
+
 // writeImages writes a docker-save archive holding the pause and the app
-// image: one layer with a static busybox and its applets, the pause image
+// image: a layer with a static busybox and its applets, the pause image
 // sleeping forever, the app image a shell.
 func writeImages(path string) error {
-	layer, err := busyboxLayer()
+	return writeArchive(path, []image{
+		{ref: PauseImage, entrypoint: []string{"/bin/sleep", "2147483647"}},
+		{ref: AppImage, cmd: []string{"/bin/sh"}},
+	})
+}
+
+// writeArchive writes a docker-save archive of images: the busybox layer,
+// then for an image with extra files a layer of those.
+func writeArchive(path string, images []image) error {
+	base, err := busyboxLayer()
 	if err != nil {
 		return err
 	}
-	layerDigest := sha256hex(layer)
 	var manifest []map[string]any
-	files := map[string][]byte{layerDigest + "/layer.tar": layer}
-	for _, img := range []struct {
-		ref        string
-		entrypoint []string
-		cmd        []string
-	}{
-		{PauseImage, []string{"/bin/sleep", "2147483647"}, nil},
-		{AppImage, nil, []string{"/bin/sh"}},
-	} {
+	files := map[string][]byte{}
+	for _, img := range images {
+		layers := [][]byte{base}
+		if len(img.extra) > 0 {
+			extra, err := filesLayer(img.extra)
+			if err != nil {
+				return err
+			}
+			layers = append(layers, extra)
+		}
+		var diffIDs, layerPaths []string
+		for _, l := range layers {
+			digest := sha256hex(l)
+			files[digest+"/layer.tar"] = l
+			diffIDs = append(diffIDs, "sha256:"+digest)
+			layerPaths = append(layerPaths, digest+"/layer.tar")
+		}
 		config, err := json.Marshal(map[string]any{
 			"architecture": runtime.GOARCH, "os": "linux",
 			"created": time.Unix(0, 0).UTC().Format(time.RFC3339),
 			"config":  map[string]any{"Env": []string{"PATH=/bin"}, "Entrypoint": img.entrypoint, "Cmd": img.cmd},
-			"rootfs":  map[string]any{"type": "layers", "diff_ids": []string{"sha256:" + layerDigest}},
+			"rootfs":  map[string]any{"type": "layers", "diff_ids": diffIDs},
 		})
 		if err != nil {
 			return err
 		}
 		name := sha256hex(config) + ".json"
 		files[name] = config
-		manifest = append(manifest, map[string]any{"Config": name, "RepoTags": []string{img.ref}, "Layers": []string{layerDigest + "/layer.tar"}})
+		manifest = append(manifest, map[string]any{"Config": name, "RepoTags": []string{img.ref}, "Layers": layerPaths})
 	}
 	m, err := json.Marshal(manifest)
 	if err != nil {
@@ -118,6 +151,21 @@ func busyboxLayer() ([]byte, error) {
 			continue
 		}
 		if err := tw.WriteHeader(&tar.Header{Name: "bin/" + applet, Linkname: "busybox", Typeflag: tar.TypeSymlink, Mode: 0o777}); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// filesLayer is a layer tar of files (path: content), executable.
+func filesLayer(files map[string][]byte) ([]byte, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, name := range sortedKeys(files) {
+		if err := writeFile(tw, strings.TrimPrefix(name, "/"), files[name], 0o755); err != nil {
 			return nil, err
 		}
 	}

@@ -48,31 +48,36 @@ type Bins struct {
 }
 
 // Modes returns the modes every scenario runs in: the sockreap runtime
-// handler on both engines, configured by `sockreap-hook configure
-// containerd` on a new file, plain runc as the baseline, and sockreap's NRI
+// handler on both engines, plain runc as the baseline, and sockreap's NRI
 // plugin on containerd 2.2 with plain runc (daemon, pre-registered,
-// DaemonSet; see nriModes).
+// DaemonSet; see NRIModes).
 func Modes(b Bins) []*Mode {
-	handler := func(e *Engine) *Mode {
-		return &Mode{
-			Name: e.Name + "+sockreap", Engine: e, Handler: "sockreap", Drains: true,
-			Prepare: func(t T, d *Daemon) {
-				t.Helper()
-				must(t, b.Hook, "configure", "containerd", "--config", d.Config, "--shim", b.Shim, "--config-version", strconv.Itoa(e.ConfigVersion))
-			},
-			Check: CheckHookLog,
-		}
+	return append([]*Mode{HandlerMode(Containerd16, b), HandlerMode(Containerd22, b), RuncMode(Containerd16)}, NRIModes(b)...)
+}
+
+// HandlerMode runs pods with the sockreap runtime handler, configured by
+// `sockreap-hook configure containerd` on a new file.
+func HandlerMode(e *Engine, b Bins) *Mode {
+	return &Mode{
+		Name: e.Name + "+sockreap", Engine: e, Handler: "sockreap", Drains: true,
+		Prepare: func(t T, d *Daemon) {
+			t.Helper()
+			must(t, b.Hook, "configure", "containerd", "--config", d.Config, "--shim", b.Shim, "--config-version", strconv.Itoa(e.ConfigVersion))
+		},
+		Check: CheckHookLog,
 	}
-	return append([]*Mode{
-		handler(Containerd16),
-		handler(Containerd22),
-		{Name: Containerd16.Name + "+runc", Engine: Containerd16},
-	}, nriModes(b)...)
+}
+
+// RuncMode runs pods with containerd's defaults: plain runc, nothing
+// drains.
+func RuncMode(e *Engine) *Mode {
+	return &Mode{Name: e.Name + "+runc", Engine: e}
 }
 
 // HookRecord is one line of the hook log.
 type HookRecord struct {
 	Level, Msg, Stage, Container string
+	Action                       string // lifecycle.Action: drained, skipped-shared, ...
 	Warnings                     []string
 	Error                        string
 	Line                         string `json:"-"`
@@ -130,7 +135,7 @@ func CheckHookLog(t T, d *Daemon, p *Pod, drained bool) {
 		if r.Level == "ERROR" {
 			t.Errorf("hook error for %s at %s: %s", r.Container, r.Stage, r.Error)
 		}
-		if r.Stage == "poststop" && strings.HasPrefix(r.Msg, "drained") {
+		if r.Stage == "poststop" && r.Action == "drained" {
 			drains++
 		}
 	}

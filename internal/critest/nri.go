@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sockreap/sockreap/internal/image"
+	srimage "github.com/sockreap/sockreap/internal/image"
 	"github.com/sockreap/sockreap/internal/kubepod"
 )
 
@@ -19,14 +19,29 @@ import (
 // the repository root.
 const NRIManifest = "deploy/kubernetes/sockreap-nri.yaml"
 
-// nriModes run sockreap's NRI plugin on containerd 2.x with plain runc as
+// NRIModes run sockreap's NRI plugin on containerd 2.x with plain runc as
 // the runtime (no handler, no RuntimeClass): as a daemon connecting to
 // NRI's socket, pre-registered in NRI's plugin directory (containerd starts
 // it), and as the DaemonSet of deploy/kubernetes run through the CRI.
-func nriModes(b Bins) []*Mode {
-	e := Containerd22
+func NRIModes(b Bins) []*Mode {
+	return []*Mode{NRIMode(Containerd22, b, NRIDaemon), NRIMode(Containerd22, b, NRIPreregistered), NRIMode(Containerd22, b, NRIDaemonSet)}
+}
+
+// Ways of running the NRI plugin.
+const (
+	NRIDaemon        = "daemon"        // connects to NRI's socket
+	NRIPreregistered = "preregistered" // in NRI's plugin directory, started by containerd
+	NRIDaemonSet     = "daemonset"     // deploy/kubernetes's DaemonSet pod, run through the CRI
+)
+
+// NRIMode runs sockreap's NRI plugin the given way on engine e (one with
+// NRI), plain runc as the runtime.
+func NRIMode(e *Engine, b Bins, how string) *Mode {
 	mode := func(name string, prepare func(t T, d *Daemon, log *nriLog)) *Mode {
 		m := &Mode{Name: e.Name + "+nri-" + name, Engine: e, Drains: true}
+		if !e.NRI {
+			m.Unsupported = e.Name + " has no NRI"
+		}
 		logs := map[*Daemon]*nriLog{}
 		m.Prepare = func(t T, d *Daemon) {
 			t.Helper()
@@ -50,8 +65,9 @@ func nriModes(b Bins) []*Mode {
 		}
 		return m
 	}
-	return []*Mode{
-		mode("daemon", func(t T, d *Daemon, l *nriLog) {
+	switch how {
+	case NRIDaemon:
+		return mode(how, func(t T, d *Daemon, l *nriLog) {
 			t.Helper()
 			l.path = filepath.Join(d.Dir, "nri-daemon.log")
 			// Started before containerd: it retries until NRI's socket
@@ -68,8 +84,9 @@ func nriModes(b Bins) []*Mode {
 				t.Fatalf("start %s: %v", b.NRI, err)
 			}
 			t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
-		}),
-		mode("preregistered", func(t T, d *Daemon, l *nriLog) {
+		})
+	case NRIPreregistered:
+		return mode(how, func(t T, d *Daemon, l *nriLog) {
 			t.Helper()
 			l.path = filepath.Join(d.Dir, "nri.log")
 			copyFile(t, b.NRI, filepath.Join(d.NRIPluginDir, "90-sockreap"), 0o755)
@@ -79,8 +96,9 @@ func nriModes(b Bins) []*Mode {
 			if err := os.WriteFile(filepath.Join(d.NRIConfDir, "90-sockreap.conf"), []byte(conf), 0o644); err != nil {
 				t.Fatalf("%v", err)
 			}
-		}),
-		mode("daemonset", func(t T, d *Daemon, l *nriLog) {
+		})
+	case NRIDaemonSet:
+		return mode(how, func(t T, d *Daemon, l *nriLog) {
 			t.Helper()
 			d.AfterStart = append(d.AfterStart, func(t T) {
 				t.Helper()
@@ -88,8 +106,9 @@ func nriModes(b Bins) []*Mode {
 					l.path, l.cri = runDaemonSet(t, d, b), true
 				}
 			})
-		}),
+		})
 	}
+	panic("critest: unknown NRI mode " + how)
 }
 
 // runDaemonSet imports sockreap's image and runs the NRI DaemonSet's pod
@@ -108,7 +127,7 @@ func runDaemonSet(t T, d *Daemon, b Bins) string {
 		t.Fatalf("%v", err)
 	}
 	archive := filepath.Join(d.Dir, "sockreap-image.tar")
-	if err := image.Build(archive, c.Image, "", []string{b.Hook, b.Shim, b.NRI}); err != nil {
+	if err := srimage.Build(archive, c.Image, "", []string{b.Hook, b.Shim, b.NRI}); err != nil {
 		t.Fatalf("build sockreap's image: %v", err)
 	}
 	must(t, "ctr", "--address", d.Sock, "--namespace", "k8s.io", "images", "import", archive)

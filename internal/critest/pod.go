@@ -124,9 +124,15 @@ func (p *Pod) inspect(t T, verb, id string, v any) {
 // and returns its id.
 func (p *Pod) Start(t T, name string, command ...string) string {
 	t.Helper()
+	return p.StartImage(t, name, AppImage, command...)
+}
+
+// StartImage is Start with another image (see Daemon.ImportImage).
+func (p *Pod) StartImage(t T, name, image string, command ...string) string {
+	t.Helper()
 	cfg := p.writeJSON(t, name+".json", map[string]any{
 		"metadata": map[string]any{"name": name},
-		"image":    map[string]any{"image": AppImage},
+		"image":    map[string]any{"image": image},
 		"command":  command,
 		"log_path": name + ".log",
 		"linux":    map[string]any{"security_context": map[string]any{"namespace_options": p.namespaces()}},
