@@ -53,7 +53,7 @@ fuzz:
 bench: deps build
 	$(GO) run ./test/bench
 	$(GO) run ./test/bench/hooklatency -hook bin/sockreap-hook
-	CGO_ENABLED=0 $(GO) run ./test/bench/cri -hook bin/sockreap-hook -shim bin/sockreap-shim
+	CGO_ENABLED=0 $(GO) run ./test/bench/cri -hook bin/sockreap-hook -shim bin/sockreap-shim -nri bin/sockreap-nri
 
 demo: deps build
 	@scripts/demo.sh
