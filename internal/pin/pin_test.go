@@ -4,7 +4,9 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -179,5 +181,42 @@ func TestLock(t *testing.T) {
 	}
 	if _, err := os.Stat(s.lockPath("c")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("lock file left behind with no pin: %v", err)
+	}
+}
+
+// TestSweep: metadata and lock files without a pin go; a locked one and
+// those of a live pin stay.
+func TestSweep(t *testing.T) {
+	s := Store{Dir: t.TempDir()}
+	if err := os.MkdirAll(s.metaDir(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(s.pinsDir(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"gone.json", "gone.lock", "lockonly.lock", "held.lock", "pinned.json"} {
+		if err := os.WriteFile(filepath.Join(s.metaDir(), name), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(s.Path("pinned"), nil, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := s.Lock("held", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	n, err := s.Sweep()
+	if err != nil || n != 3 {
+		t.Errorf("Sweep = %d, %v; want 3 files", n, err)
+	}
+	ents, _ := os.ReadDir(s.metaDir())
+	var left []string
+	for _, e := range ents {
+		left = append(left, e.Name())
+	}
+	if strings.Join(left, " ") != "held.lock pinned.json" {
+		t.Errorf("left %v, want held.lock pinned.json", left)
 	}
 }

@@ -92,11 +92,23 @@ func TestDirs(t *testing.T) {
 	if err := os.Chmod(state, 0o700); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Chmod(filepath.Dir(state), 0o775); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckDir(state); err != nil {
+		t.Errorf("CheckDir under a group-writable parent: %v", err)
+	}
 	if err := os.Chmod(filepath.Dir(state), 0o777); err != nil {
 		t.Fatal(err)
 	}
 	if err := CheckDir(state); !errors.Is(err, ErrUnsafe) {
 		t.Errorf("CheckDir under a world-writable parent: %v, want ErrUnsafe", err)
+	}
+	if err := os.Chmod(filepath.Dir(state), os.ModeSticky|0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckDir(state); err != nil {
+		t.Errorf("CheckDir under a sticky parent: %v", err)
 	}
 	link := filepath.Join(dir, "link")
 	if err := os.Symlink(state, link); err != nil {
