@@ -137,3 +137,22 @@ func TestPodFromASynchronizationIsDrainedWhenItsPauseExits(t *testing.T) {
 	}
 	pl.stopWatching()
 }
+
+func TestEmptyNamespaceIsNothingToDrain(t *testing.T) {
+	nettest.RequireRoot(t)
+	x := nettest.NewNetns(t)
+	pl, buf := newTestPlugin(realDrainer(t), 0)
+	if err := pl.StopPodSandbox(context.Background(), pod(x.Path)); err != nil {
+		t.Fatal(err)
+	}
+	if l := logLines(t, buf); len(l) != 1 || l[0]["action"] != string(NothingToDrain) || l[0]["reason"] != "no sockets in the namespace" {
+		t.Errorf("want nothing-to-drain (no sockets), got %s", buf)
+	}
+	// A socket makes it the core's: drained.
+	x.BindUDP(t, netip.MustParseAddrPort("127.0.0.1:7200"), netip.MustParseAddrPort("127.0.0.1:7201"))
+	buf.Reset()
+	_ = pl.StopPodSandbox(context.Background(), pod(x.Path))
+	if l := logLines(t, buf); len(l) != 1 || l[0]["action"] != string(Drained) {
+		t.Errorf("with a socket: %s", buf)
+	}
+}
