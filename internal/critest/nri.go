@@ -15,9 +15,11 @@ import (
 	"github.com/sockreap/sockreap/internal/kubepod"
 )
 
-// NRIManifest is the DaemonSet the nri-daemonset mode runs, relative to
-// the repository root.
-const NRIManifest = "deploy/kubernetes/sockreap-nri.yaml"
+// The DaemonSets of deploy/kubernetes, relative to the repository root.
+const (
+	NRIManifest       = "deploy/kubernetes/sockreap-nri.yaml"
+	InstallerManifest = "deploy/kubernetes/sockreap-installer.yaml"
+)
 
 // NRIModes run sockreap's NRI plugin on containerd 2.x with plain runc as
 // the runtime (no handler, no RuntimeClass): as a daemon connecting to
@@ -117,12 +119,36 @@ func NRIMode(e *Engine, b Bins, how string) *Mode {
 // daemon's own. It returns the plugin container's log file.
 func runDaemonSet(t T, d *Daemon, b Bins) string {
 	t.Helper()
-	root := repoRoot(t)
-	ds, err := kubepod.ReadDaemonSet(filepath.Join(root, NRIManifest), "sockreap-nri")
+	if filepath.Base(d.NRISocket) != "nri.sock" {
+		t.Fatalf("the manifest's --socket names nri.sock; the daemon's is %s", d.NRISocket)
+	}
+	c := d.RunManifest(t, b, NRIManifest, "sockreap-nri", "sockreap-nri", func(p string) string {
+		if p == "/var/run/nri" {
+			return filepath.Dir(d.NRISocket)
+		}
+		return p
+	})
+	return c.Log
+}
+
+// ManifestContainer is a container of a manifest's pod run on a daemon.
+type ManifestContainer struct {
+	Pod, ID string
+	Log     string // its CRI log file
+}
+
+// RunManifest runs container name of DaemonSet ds in manifest (relative
+// to the repository root) on d through the CRI, as kubelet would: the pod
+// and container configurations derived from the manifest (package
+// kubepod), sockreap's image (`make image`'s, built from b) imported.
+// hostPath maps the manifest's host paths to this machine's.
+func (d *Daemon) RunManifest(t T, b Bins, manifest, ds, name string, hostPath func(string) string) ManifestContainer {
+	t.Helper()
+	spec, err := kubepod.ReadDaemonSet(filepath.Join(repoRoot(t), manifest), ds)
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
-	c, err := ds.Container("sockreap-nri")
+	c, err := spec.Container(name)
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
@@ -132,20 +158,11 @@ func runDaemonSet(t T, d *Daemon, b Bins) string {
 	}
 	must(t, "ctr", "--address", d.Sock, "--namespace", "k8s.io", "images", "import", archive)
 
-	dir := filepath.Join(d.Dir, "logs", "sockreap-nri")
+	dir := filepath.Join(d.Dir, "logs", ds+"-"+name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatalf("%v", err)
 	}
-	hostPath := func(p string) string {
-		if p == "/var/run/nri" {
-			return filepath.Dir(d.NRISocket)
-		}
-		return p
-	}
-	if filepath.Base(d.NRISocket) != "nri.sock" {
-		t.Fatalf("the manifest's --socket names nri.sock; the daemon's is %s", d.NRISocket)
-	}
-	cfg, err := ds.ContainerConfig(c, kubepod.HostDirs{HostPath: hostPath, EmptyDir: func(v string) string {
+	cfg, err := spec.ContainerConfig(c, kubepod.HostDirs{HostPath: hostPath, EmptyDir: func(v string) string {
 		p := filepath.Join(d.Dir, "emptydir-"+v)
 		if err := os.MkdirAll(p, 0o755); err != nil {
 			t.Fatalf("%v", err)
@@ -155,12 +172,12 @@ func runDaemonSet(t T, d *Daemon, b Bins) string {
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
-	podJSON := writeJSONFile(t, filepath.Join(dir, "pod.json"), ds.PodConfig("sockreap-nri-test", "kube-system", "sockreap-nri-test", dir))
+	podJSON := writeJSONFile(t, filepath.Join(dir, "pod.json"), spec.PodConfig(ds+"-test", "kube-system", ds+"-test", dir))
 	ctrJSON := writeJSONFile(t, filepath.Join(dir, "container.json"), cfg)
 	id := d.Crictl(t, "runp", podJSON)
 	cid := d.Crictl(t, "create", id, ctrJSON, podJSON)
 	d.Crictl(t, "start", cid)
-	return filepath.Join(dir, c.Name+".log")
+	return ManifestContainer{Pod: id, ID: cid, Log: filepath.Join(dir, c.Name+".log")}
 }
 
 // nriLog is where a mode's plugin logs: a JSON log file, or (cri) a
