@@ -19,17 +19,27 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sockreap/sockreap/test/bench/load"
 	"golang.org/x/sys/unix"
 )
 
 func main() {
+	load.Main()
 	n := flag.Int("n", 40, "cycles per variant (at least 30)")
 	warmup := flag.Int("warmup", 3, "unmeasured cycles per variant first")
 	hook := flag.String("hook", "bin/sockreap-hook", "sockreap-hook binary (built with go build when missing)")
 	runtime := flag.String("runtime", "runc", "OCI runtime")
 	asJSON := flag.Bool("json", false, "print the result as JSON")
+	bg := flag.Int("load", 0, "background processes to start first (ten threads each on average; package test/bench/load), removed afterwards")
 	flag.Parse()
-	if err := run(*n, *warmup, *hook, *runtime, *asJSON); err != nil {
+	l, err := load.Start(*bg, 10**bg)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "hooklatency: background load: %v\n", err)
+		os.Exit(1)
+	}
+	err = run(*n, *warmup, *hook, *runtime, *asJSON, l.String())
+	l.Stop()
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "hooklatency: %v\n", err)
 		os.Exit(1)
 	}
@@ -44,6 +54,7 @@ type stats struct {
 
 type result struct {
 	Runtime          string  `json:"runtime"`
+	Background       string  `json:"background"` // load on the host: idle, or N processes, T threads
 	Without          stats   `json:"without_hooks"`
 	With             stats   `json:"with_hooks"`
 	AddedMedianMS    float64 `json:"added_median_ms"`
@@ -56,7 +67,7 @@ type result struct {
 	PoststopFailures int     `json:"poststop_failures"`
 }
 
-func run(n, warmup int, hook, runtime string, asJSON bool) error {
+func run(n, warmup int, hook, runtime string, asJSON bool, background string) error {
 	if n < 30 {
 		return fmt.Errorf("-n %d: at least 30 cycles per variant", n)
 	}
@@ -111,7 +122,7 @@ func run(n, warmup int, hook, runtime string, asJSON bool) error {
 			without, with = append(without, a), append(with, b)
 		}
 	}
-	r := result{Runtime: runtime, Without: summarize(without), With: summarize(with), TargetMedianMS: 10}
+	r := result{Runtime: runtime, Background: background, Without: summarize(without), With: summarize(with), TargetMedianMS: 10}
 	r.AddedMedianMS = r.With.MedianMS - r.Without.MedianMS
 	r.AddedP95MS = r.With.P95MS - r.Without.P95MS
 	r.TargetMet = r.AddedMedianMS < r.TargetMedianMS
@@ -123,7 +134,7 @@ func run(n, warmup int, hook, runtime string, asJSON bool) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(r)
 	}
-	fmt.Printf("%s run+delete cycle latency, %d cycles each (interleaved, %d warm-up)\n", runtime, n, warmup)
+	fmt.Printf("%s run+delete cycle latency, %d cycles each (interleaved, %d warm-up), host %s\n", runtime, n, warmup, background)
 	fmt.Printf("  %-16s median %7.2f ms   p95 %7.2f ms   min %7.2f ms\n", "without hooks", r.Without.MedianMS, r.Without.P95MS, r.Without.MinMS)
 	fmt.Printf("  %-16s median %7.2f ms   p95 %7.2f ms   min %7.2f ms\n", "with hooks", r.With.MedianMS, r.With.P95MS, r.With.MinMS)
 	fmt.Printf("  %-16s median %+7.2f ms   p95 %+7.2f ms\n", "added", r.AddedMedianMS, r.AddedP95MS)
