@@ -43,6 +43,7 @@ type Pins interface {
 	// m.Key.
 	PinNS(ns *netns.NS, m pin.Meta) (*pin.Pin, error)
 	Get(key string) (*pin.Pin, error)
+	List() ([]*pin.Pin, error)
 	Release(key string) (released bool, err error)
 	Path(key string) string
 }

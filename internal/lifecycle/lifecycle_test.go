@@ -78,6 +78,14 @@ func (f *fakePins) Get(id string) (*pin.Pin, error) {
 	return p, nil
 }
 
+func (f *fakePins) List() ([]*pin.Pin, error) {
+	var out []*pin.Pin
+	for _, p := range f.pins {
+		out = append(out, p)
+	}
+	return out, nil
+}
+
 func (f *fakePins) Release(id string) (bool, error) {
 	_, ok := f.pins[id]
 	delete(f.pins, id)
@@ -551,6 +559,28 @@ func TestLeftoverWithLiveProcessesKept(t *testing.T) {
 	}
 	if len(w.drainer.drained) != 0 {
 		t.Errorf("drained %v", w.drainer.drained)
+	}
+}
+
+// Where poststop does not run under the runtime (podman runs it itself),
+// the root is unknown there: the pin is found by container id and bundle.
+func TestPoststopFindsPinByBundle(t *testing.T) {
+	w := newWorld()
+	w.Containers = fakeContainers{gone: true, root: "/run/crun"}
+	w.pinned(t, "c", 100)
+	w.Containers = fakeContainers{gone: true}
+	d := w.Poststop(ctx, st("c", 0, nil))
+	if d.Action != Drained || !d.Released || len(w.pins.pins) != 0 {
+		t.Fatalf("poststop without the runtime's root: %+v, pins %v", d, w.pins.pins)
+	}
+	// Two candidates (same id and bundle under two roots): none is guessed.
+	w.Containers = fakeContainers{gone: true, root: "/run/a"}
+	w.pinned(t, "c", 100)
+	w.Containers = fakeContainers{gone: true, root: "/run/b"}
+	w.pinned(t, "c", 200)
+	w.Containers = fakeContainers{gone: true}
+	if d := w.Poststop(ctx, st("c", 0, nil)); d.Released || len(w.pins.pins) != 2 {
+		t.Errorf("ambiguous poststop released a pin: %+v", d)
 	}
 }
 

@@ -426,6 +426,9 @@ func (s Store) Lock(id string, wait bool) (unlock func(), err error) {
 			return nil, fmt.Errorf("lock pin of container %s: state directory: %w", id, err)
 		}
 	}
+	if err := s.Check(); err != nil {
+		return nil, fmt.Errorf("lock pin of container %s: %w", id, err)
+	}
 	path := s.lockPath(id)
 	how := unix.LOCK_EX
 	if !wait {
