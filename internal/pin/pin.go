@@ -287,7 +287,8 @@ func (s Store) writeMeta(m Meta) error {
 		return err
 	}
 	path := s.metaPath(m.Key)
-	if err := atomicfile.Write(path, b, 0o600); err != nil {
+	// Volatile: a pin does not survive a reboot, nor need its metadata.
+	if err := atomicfile.WriteVolatile(path, b, 0o600); err != nil {
 		return fmt.Errorf("record pin metadata %s: %w", path, err)
 	}
 	return nil
