@@ -11,6 +11,7 @@ import (
 	"github.com/sockreap/sockreap/internal/netns"
 	"github.com/sockreap/sockreap/internal/oci"
 	"github.com/sockreap/sockreap/internal/pin"
+	"github.com/sockreap/sockreap/internal/reap"
 )
 
 // DrainPath drains the namespace mounted at path (e.g. a pod's
@@ -102,6 +103,12 @@ func (c *Core) drain(ctx context.Context, ns *netns.NS, hint Hint) Outcome {
 			o.Reason = "live processes still in the namespace (shared with another container): " + DescribeProcs(occ.Procs)
 			return o
 		}
+	}
+	if occ.Empty {
+		// Most containers stop with nothing left: the check read the
+		// namespace's counters already.
+		o.Action, o.Report = Drained, &reap.Report{Netns: o.Netns, Left: []reap.Group{}}
+		return o
 	}
 	opts := c.Options
 	if !c.Force {
