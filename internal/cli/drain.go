@@ -83,11 +83,15 @@ func runDrain(env *Env, c *Command, args []string) error {
 	runtime.GOMAXPROCS(reap.GOMAXPROCS(*workers))
 	// A dry run destroys nothing, so live processes may watch it.
 	core.Force = *force || *dryRun
-	out := core.DrainNamespace(context.Background(), ns)
+	hint := lifecycle.Hint{Everyone: true}
+	if t.pid > 0 {
+		hint.PIDs = []int{t.pid}
+	}
+	out := core.DrainNamespace(context.Background(), ns, hint)
 	switch out.Action {
 	case lifecycle.SkippedShared:
-		return Usagef(c.Name, "refusing %s: %d live process(es) still run in network namespace %s (%s); stop them first or pass --force",
-			ns.Path, len(out.Processes), ns.ID, lifecycle.DescribeProcs(out.Processes))
+		return Usagef(c.Name, "refusing %s: a live process still runs in network namespace %s (%s); stop it first or pass --force",
+			ns.Path, ns.ID, lifecycle.DescribeProcs(out.Processes))
 	case lifecycle.Refused:
 		return &UsageError{Cmd: c.Name, Err: out.Err}
 	}

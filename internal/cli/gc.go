@@ -82,6 +82,14 @@ func runGC(env *Env, c *Command, args []string) error {
 		}
 		results = append(results, r)
 	}
+	if !*dryRun {
+		// What hooks killed mid-release left beside their pins.
+		if n, err := store.Sweep(); err != nil {
+			s.log.Error("sweep pin metadata", "stage", "gc", "error", err.Error())
+		} else if n > 0 {
+			s.log.Info("swept leftover pin metadata and lock files", "stage", "gc", "files", n)
+		}
+	}
 	if *asJSON {
 		if results == nil {
 			results = []gcResult{}

@@ -292,6 +292,9 @@ func outcomeAttrs(o lifecycle.Outcome) []any {
 	if len(o.Processes) > 0 {
 		attrs = append(attrs, "processes", o.Processes)
 	}
+	if o.Checked != "" {
+		attrs = append(attrs, "checked", o.Checked)
+	}
 	if o.Unreadable > 0 {
 		attrs = append(attrs, "unreadable_processes", o.Unreadable)
 	}

@@ -2,11 +2,14 @@
 // cost that follows what the namespace holds rather than what the host
 // runs. The rule (docs/safety-check.md):
 //
-//   - A namespace with no socket needs no check: a drain has nothing to
-//     destroy.
+//   - The hinted processes (a handful: the container's pid, the process
+//     whose namespace it joined, its cgroup's) are always read; one of them
+//     inside means the namespace is in use.
+//   - Beyond them, a namespace with no socket needs no check: a drain has
+//     nothing to destroy.
 //   - Sockets no descriptor holds (the dump gives them inode 0: orphans,
-//     TIME-WAIT and request sockets) are destroyed without looking at
-//     processes: no process can be using them.
+//     TIME-WAIT and request sockets) are destroyed without a scan of the
+//     host: no process can be using them.
 //   - Only when sockets with an inode remain are their holders looked for:
 //     the hinted processes and the container's cgroup first, then every
 //     process and every thread of the host, in parallel, stopping at the
@@ -88,8 +91,13 @@ type Verdict struct {
 	Unreadable int     `json:"unreadable,omitempty"`
 	Checked    Checked `json:"checked"`
 
-	held map[uint64]bool
+	held      map[uint64]bool
+	noSockets bool // the namespace's counters said no socket at all
 }
+
+// Empty reports whether the namespace held no socket when checked: a
+// drain would have nothing to do.
+func (v *Verdict) Empty() bool { return v.noSockets }
 
 // Keep tells whether the drain must leave the socket with this inode
 // alone: a process outside holds it, or the scan was incomplete.
@@ -198,6 +206,7 @@ func Check(ctx context.Context, ns *netns.NS, hint Hint) (*Verdict, error) {
 		n = -1 // unknown: dump
 	}
 	v.Checked.Sockets = max(n, 0)
+	v.noSockets = n == 0
 	want := map[uint64]bool{}
 	if n != 0 {
 		socks, err := reap.List(ns)
@@ -214,13 +223,19 @@ func Check(ctx context.Context, ns *netns.NS, hint Hint) (*Verdict, error) {
 		}
 	}
 	v.Checked.WithInode = len(want)
-	switch {
-	case hint.Everyone:
-	case n == 0:
-		v.Checked.Path = PathEmpty
-		return v, nil
-	case len(want) == 0:
+	if !hint.Everyone && len(want) == 0 {
 		v.Checked.Path = PathHolderless
+		if n == 0 {
+			v.Checked.Path = PathEmpty
+		}
+		// The hinted processes are read whatever the namespace holds:
+		// a handful, and one of them inside means the namespace is
+		// someone's (a sharing container, a pin's still running owner).
+		if len(hint.PIDs)+len(hint.Cgroups) > 0 {
+			s := newScanner(ns.ID, want, v)
+			s.run(ctx, s.hinted(hint))
+			s.finish(ctx, false)
+		}
 		return v, nil
 	}
 	v.Checked.Path = PathScan
@@ -232,7 +247,8 @@ func Check(ctx context.Context, ns *netns.NS, hint Hint) (*Verdict, error) {
 type scanner struct {
 	id   netns.ID
 	want map[uint64]bool
-	stop atomic.Bool // a live thread inside was found, or the budget ran out
+	seen map[int]bool // processes looked at (or never to look at: this one)
+	stop atomic.Bool  // a live thread inside was found, or the budget ran out
 
 	mu         sync.Mutex // guards the fields below and the verdict
 	v          *Verdict
@@ -241,23 +257,31 @@ type scanner struct {
 	unreadable int
 }
 
-// scan looks at the hinted processes, then at every process, in parallel,
-// for threads inside the namespace and holders of the wanted sockets.
-func scan(ctx context.Context, id netns.ID, hint Hint, want map[uint64]bool, v *Verdict) {
-	s := &scanner{id: id, want: want, v: v}
-	self := os.Getpid()
-	seen := map[int]bool{self: true}
+func newScanner(id netns.ID, want map[uint64]bool, v *Verdict) *scanner {
+	return &scanner{id: id, want: want, v: v, seen: map[int]bool{os.Getpid(): true}}
+}
+
+// hinted lists the hinted processes, once each, never this one.
+func (s *scanner) hinted(hint Hint) []int {
 	var hinted []int
 	for _, pid := range append(append([]int(nil), hint.PIDs...), CgroupPIDs(hint.Cgroups)...) {
-		if pid > 0 && !seen[pid] {
-			seen[pid] = true
+		if pid > 0 && !s.seen[pid] {
+			s.seen[pid] = true
 			hinted = append(hinted, pid)
 		}
 	}
-	v.Checked.Hinted = len(hinted)
+	s.v.Checked.Hinted = len(hinted)
+	return hinted
+}
+
+// scan looks at the hinted processes, then at every process, in parallel,
+// for threads inside the namespace and holders of the wanted sockets.
+func scan(ctx context.Context, id netns.ID, hint Hint, want map[uint64]bool, v *Verdict) {
+	s := newScanner(id, want, v)
+	seen := s.seen
 	// The hinted processes are the likeliest to be inside: look at them
 	// alone first, so that a busy host is not read when they are.
-	s.run(ctx, hinted)
+	s.run(ctx, s.hinted(hint))
 	if !s.stop.Load() {
 		all, err := netns.PIDs()
 		if err != nil {
@@ -275,14 +299,21 @@ func scan(ctx context.Context, id netns.ID, hint Hint, want map[uint64]bool, v *
 		sort.Sort(sort.Reverse(sort.IntSlice(rest)))
 		s.run(ctx, rest)
 	}
-	if ctx.Err() != nil && !v.InUse {
+	s.finish(ctx, true)
+}
+
+// finish fills the verdict from the scan. complete: every process was
+// meant to be read, so an unread one makes the verdict incomplete.
+func (s *scanner) finish(ctx context.Context, complete bool) {
+	v := s.v
+	if complete && ctx.Err() != nil && !v.InUse {
 		v.Checked.Stopped = "budget: " + ctx.Err().Error()
 		v.Incomplete = true
 	}
 	v.Checked.Threads = s.threads
 	v.Checked.Processes = s.processes
 	v.Unreadable = s.unreadable
-	if s.unreadable > 0 {
+	if complete && s.unreadable > 0 {
 		v.Incomplete = true
 	}
 	if v.InUse {
@@ -411,6 +442,23 @@ func (s *scanner) hold(pid int, inodes []uint64) {
 		s.v.held[ino] = true
 		s.v.Held = append(s.v.Held, Holder{Inode: ino, Proc: netns.Proc{PID: pid, Comm: comm}})
 	}
+}
+
+// CgroupHints returns the cgroups worth looking at first for a container
+// whose config.json says cgroupsPath: its own (gone by poststop when the
+// runtime removed it) and, when it sits in a Kubernetes pod's cgroup, the
+// pod's, which holds the other containers sharing its namespace.
+func CgroupHints(cgroupsPath string) []string {
+	if cgroupsPath == "" {
+		return nil
+	}
+	own := systemdPath(cgroupsPath)
+	hints := []string{own}
+	parent := filepath.Dir(own)
+	if base := filepath.Base(parent); strings.HasPrefix(base, "pod") || strings.Contains(base, "-pod") {
+		hints = append(hints, parent)
+	}
+	return hints
 }
 
 // cgroupRoot is where the cgroup hierarchies are mounted.

@@ -61,6 +61,11 @@ func TestEmptyNamespaceNeedsNoCheck(t *testing.T) {
 	if v.Checked.Path != inuse.PathEmpty || v.InUse || v.Checked.Processes != 0 {
 		t.Errorf("empty namespace: %+v, want path empty, nothing scanned", v)
 	}
+	// A hinted process is read even so (gc: the pin's owner still runs).
+	v = check(t, x, inuse.Hint{PIDs: []int{pid}})
+	if v.Checked.Path != inuse.PathEmpty || !v.InUse || v.Checked.Processes != 1 {
+		t.Errorf("hinted: %+v, want in use after reading the hinted process alone", v)
+	}
 	// The operator's drain asks about everyone: the sleeper is seen.
 	v = check(t, x, inuse.Hint{Everyone: true})
 	if !v.InUse || len(v.Users) == 0 || v.Users[0].PID != pid || !strings.Contains(v.Reason(), "sleep") {
@@ -229,5 +234,24 @@ func TestDescribeUsersQuotes(t *testing.T) {
 	got := inuse.DescribeUsers([]netns.Proc{{PID: 1, Comm: "ok"}, {PID: 2, Comm: "a\x1b[2Jb"}})
 	if got != `1 ok, 2 "a\x1b[2Jb"` {
 		t.Errorf("DescribeUsers = %s", got)
+	}
+}
+
+// A joined container stopped and left orphans; the container it joined
+// still runs. Its orphans are not destroyed behind its back: the hinted
+// process is looked at (no host scan).
+func TestOrphansOfSharedNamespaceKept(t *testing.T) {
+	nettest.RequireRoot(t)
+	x, _ := orphanNetns(t)
+	owner := sleeper(t, "ip", "netns", "exec", x.Name)
+	waitInside(t, x, owner)
+	joined := "/proc/" + strconv.Itoa(owner) + "/ns/net"
+	v := check(t, x, inuse.Hint{PIDs: inuse.PathPIDs(joined)})
+	if v.Checked.Path != inuse.PathHolderless || !v.InUse || v.Checked.Processes != 1 {
+		t.Errorf("orphans in a shared namespace: %+v, want in use after reading the hinted process alone", v)
+	}
+	// Without a hint, orphans alone are no reason to read the host.
+	if v := check(t, x, inuse.Hint{}); v.InUse || v.Checked.Processes != 0 {
+		t.Errorf("no hint: %+v, want not in use, nothing read", v)
 	}
 }

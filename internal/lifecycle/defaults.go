@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/sockreap/sockreap/internal/inuse"
 	"github.com/sockreap/sockreap/internal/netns"
 	"github.com/sockreap/sockreap/internal/oci"
 	"github.com/sockreap/sockreap/internal/pin"
@@ -24,16 +25,17 @@ func (SystemNamespaces) Open(path string) (*netns.NS, error)      { return netns
 func (SystemNamespaces) IsHost(id netns.ID) (host, verified bool) { return netns.IsHost(id) }
 func (SystemNamespaces) Self() (netns.ID, error)                  { return netns.Self() }
 
-// ProcScan finds a namespace's processes by reading /proc/*/ns/net of
-// every process; it ignores the hint.
-type ProcScan struct{}
+// Checker is the safety check of package inuse: its cost follows what the
+// namespace holds (nothing, sockets no descriptor holds, or sockets whose
+// holders it looks for), not how many processes the host runs.
+type Checker struct{}
 
-func (ProcScan) InUse(_ context.Context, ns *netns.NS, _ Hint) (Occupants, error) {
-	procs, unreadable, err := netns.Procs(ns.ID)
+func (Checker) InUse(ctx context.Context, ns *netns.NS, h Hint) (Occupants, error) {
+	v, err := inuse.Check(ctx, ns, inuse.Hint{PIDs: h.PIDs, Cgroups: h.Cgroups, Everyone: h.Everyone})
 	if err != nil {
-		return Occupants{}, fmt.Errorf("list processes in %s: %w", ns.ID, err)
+		return Occupants{}, err
 	}
-	return Occupants{Procs: procs, Unreadable: unreadable}, nil
+	return Occupants{Procs: v.Procs(), Unreadable: v.Unreadable, Keep: v.KeepFunc(), Checked: v.String(), Empty: v.Empty()}, nil
 }
 
 // Reaper drains with package reap, using the kernel probe cached under
@@ -43,7 +45,12 @@ type Reaper struct{ StateDir string }
 func (r Reaper) Drain(ctx context.Context, ns *netns.NS, opts reap.Options) (*reap.Report, error) {
 	var probeErr error
 	if opts.Caps == nil {
-		opts.Caps, probeErr = reap.ProbeCached(r.StateDir)
+		// An empty namespace needs no kernel probe: Drain returns
+		// before it. The probe costs a scratch namespace and hundreds
+		// of milliseconds where no cache is yet.
+		if n, err := reap.SocketsInUse(ns); err != nil || n > 0 {
+			opts.Caps, probeErr = reap.ProbeCached(r.StateDir)
+		}
 	}
 	rep, err := reap.Drain(ctx, ns, opts)
 	if rep != nil && probeErr != nil {

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sockreap/sockreap/internal/inuse"
 	"github.com/sockreap/sockreap/internal/netns"
 	"github.com/sockreap/sockreap/internal/oci"
 	"github.com/sockreap/sockreap/internal/pin"
+	"github.com/sockreap/sockreap/internal/reap"
 )
 
 // DrainPath drains the namespace mounted at path (e.g. a pod's
@@ -16,6 +19,8 @@ import (
 // through a /proc path (it names a process, whose pid may be reused),
 // never the host's or sockreap's own namespace, never one a live process
 // runs in. A path that is no longer a namespace mount is nothing to drain.
+// No process is hinted: the pod's are gone, and the safety check's rule
+// (docs/safety-check.md) looks for any that is not.
 func (c *Core) DrainPath(ctx context.Context, path string) Outcome {
 	var o Outcome
 	switch np := c.Namespaces.Classify(path); np.Kind {
@@ -29,13 +34,15 @@ func (c *Core) DrainPath(ctx context.Context, path string) Outcome {
 		o.Action, o.Reason = NothingToDrain, path+" is not a network namespace mount (already released)"
 		return o
 	}
-	return c.openAndDrain(ctx, path, Hint{Everyone: true})
+	return c.openAndDrain(ctx, path, Hint{})
 }
 
 // DrainNamespace drains ns unless it is the host's or sockreap's own
-// namespace, or (without Force) a live process still runs in it.
-func (c *Core) DrainNamespace(ctx context.Context, ns *netns.NS) Outcome {
-	return c.drain(ctx, ns, Hint{Everyone: true})
+// namespace, or (without Force) a live process still runs in it. The
+// operator's drain passes Everyone, so that any process inside refuses it,
+// and the process it named the namespace by, if any.
+func (c *Core) DrainNamespace(ctx context.Context, ns *netns.NS, hint Hint) Outcome {
+	return c.drain(ctx, ns, hint)
 }
 
 func (c *Core) openAndDrain(ctx context.Context, path string, hint Hint) Outcome {
@@ -88,16 +95,25 @@ func (c *Core) drain(ctx context.Context, ns *netns.NS, hint Hint) Outcome {
 	if err != nil {
 		return o.fail(err)
 	}
-	o.Unreadable = occ.Unreadable
+	o.Unreadable, o.Checked = occ.Unreadable, occ.Checked
 	if len(occ.Procs) > 0 {
 		o.Processes = occ.Procs
 		if !c.Force {
 			o.Action = SkippedShared
-			o.Reason = fmt.Sprintf("%d live processes still in the namespace (shared with another container)", len(occ.Procs))
+			o.Reason = "live processes still in the namespace (shared with another container): " + DescribeProcs(occ.Procs)
 			return o
 		}
 	}
+	if occ.Empty {
+		// Most containers stop with nothing left: the check read the
+		// namespace's counters already.
+		o.Action, o.Report = Drained, &reap.Report{Netns: o.Netns, Left: []reap.Group{}}
+		return o
+	}
 	opts := c.Options
+	if !c.Force {
+		opts.Keep = occ.Keep // sockets that processes outside hold
+	}
 	if dl, ok := ctx.Deadline(); ok {
 		left := time.Until(dl)
 		t := left - min(left/5, drainSlice)
@@ -120,8 +136,8 @@ func (c *Core) drain(ctx context.Context, ns *netns.NS, hint Hint) Outcome {
 
 // drainAndRelease drains the namespace pinned by p when that is safe, then
 // releases the pin whatever the drain did.
-func (c *Core) drainAndRelease(ctx context.Context, p *pin.Pin) Outcome {
-	o := c.openAndDrain(ctx, p.Path, hintOf(p))
+func (c *Core) drainAndRelease(ctx context.Context, p *pin.Pin, hint Hint) Outcome {
+	o := c.openAndDrain(ctx, p.Path, hint)
 	o.Container, o.Pin = p.Container(), p.Path
 	released, err := c.Pins.Release(p.ID)
 	o.Released = released
@@ -138,7 +154,11 @@ func (c *Core) drainAndRelease(ctx context.Context, p *pin.Pin) Outcome {
 // way, but never one whose namespace still has live processes: that is
 // someone's running container, and its own poststop needs the pin.
 func (c *Core) releaseLeftover(ctx context.Context, p *pin.Pin) Outcome {
-	o := c.openAndDrain(ctx, p.Path, hintOf(p))
+	// Everyone: a live process makes the pin someone's, sockets or not.
+	// A leftover in the way is rare, so reading the host is affordable.
+	hint := hintOf(p)
+	hint.Everyone = true
+	o := c.openAndDrain(ctx, p.Path, hint)
 	o.Container, o.Pin = p.Container(), p.Path
 	if o.Action == SkippedShared || o.Action == Refused {
 		return o
@@ -156,9 +176,25 @@ func (c *Core) releaseLeftover(ctx context.Context, p *pin.Pin) Outcome {
 
 // hintOf points an occupancy check at the process the pin was taken from.
 func hintOf(p *pin.Pin) Hint {
-	h := Hint{Everyone: true}
-	if p.Meta != nil && p.Meta.PID > 0 {
+	var h Hint
+	if p != nil && p.Meta != nil && p.Meta.PID > 0 {
 		h.PIDs = []int{p.Meta.PID}
+	}
+	return h
+}
+
+// poststopHint points the check at where the container's neighbours are
+// likeliest: the state's pid, the pin's, the process whose namespace
+// config.json joined (a pod's pause process, --network container:X), and
+// the container's cgroup and, in a pod, the pod's.
+func poststopHint(st *specs.State, p *pin.Pin, cfg *oci.Config) Hint {
+	h := hintOf(p)
+	if st.Pid > 0 {
+		h.PIDs = append(h.PIDs, st.Pid)
+	}
+	if cfg != nil {
+		h.PIDs = append(h.PIDs, inuse.PathPIDs(cfg.NetnsPath)...)
+		h.Cgroups = inuse.CgroupHints(cfg.CgroupsPath)
 	}
 	return h
 }

@@ -43,6 +43,7 @@ type Pins interface {
 	// m.Key.
 	PinNS(ns *netns.NS, m pin.Meta) (*pin.Pin, error)
 	Get(key string) (*pin.Pin, error)
+	List() ([]*pin.Pin, error)
 	Release(key string) (released bool, err error)
 	Path(key string) string
 }
@@ -84,6 +85,11 @@ type Occupants struct {
 	// as found by the same scan, so that what a drain leaves can be
 	// attributed without scanning /proc again. nil: not collected.
 	Keep func(inode uint64) bool
+	// Checked says in words what the check looked at, for the log.
+	Checked string
+	// Empty: the namespace held no socket when checked; there is
+	// nothing to drain.
+	Empty bool
 }
 
 // Occupancy finds the live processes in a namespace.
@@ -142,7 +148,7 @@ func New(stateDir string, opts reap.Options) *Core {
 	return &Core{
 		Pins:       pin.Store{Dir: stateDir},
 		Namespaces: SystemNamespaces{},
-		Occupancy:  ProcScan{},
+		Occupancy:  Checker{},
 		Drainer:    Reaper{StateDir: stateDir},
 		Bundles:    BundleFiles{},
 		Containers: RuntimeStates{},
@@ -181,7 +187,9 @@ type Outcome struct {
 	Processes []netns.Proc // the live processes that made the drain skip
 	// Unreadable counts processes whose namespace could not be checked.
 	Unreadable int
-	Warnings   []string
+	// Checked is what the safety check looked at (Occupants.Checked).
+	Checked  string
+	Warnings []string
 	// Leftover is what became of an earlier container's pin under the
 	// same id that createRuntime found and replaced.
 	Leftover *Outcome

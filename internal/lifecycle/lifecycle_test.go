@@ -78,6 +78,14 @@ func (f *fakePins) Get(id string) (*pin.Pin, error) {
 	return p, nil
 }
 
+func (f *fakePins) List() ([]*pin.Pin, error) {
+	var out []*pin.Pin
+	for _, p := range f.pins {
+		out = append(out, p)
+	}
+	return out, nil
+}
+
 func (f *fakePins) Release(id string) (bool, error) {
 	_, ok := f.pins[id]
 	delete(f.pins, id)
@@ -125,19 +133,27 @@ func (f *fakeNamespaces) IsHost(id netns.ID) (bool, bool) {
 }
 func (f *fakeNamespaces) Self() (netns.ID, error) { return selfNS, nil }
 
-type fakeOccupancy struct{ procs map[netns.ID][]netns.Proc }
+type fakeOccupancy struct {
+	procs map[netns.ID][]netns.Proc
+	keep  func(uint64) bool
+	empty bool
+	hints []Hint
+}
 
-func (f *fakeOccupancy) InUse(_ context.Context, ns *netns.NS, _ Hint) (Occupants, error) {
-	return Occupants{Procs: f.procs[ns.ID]}, nil
+func (f *fakeOccupancy) InUse(_ context.Context, ns *netns.NS, h Hint) (Occupants, error) {
+	f.hints = append(f.hints, h)
+	return Occupants{Procs: f.procs[ns.ID], Keep: f.keep, Checked: "checked", Empty: f.empty}, nil
 }
 
 type fakeDrainer struct {
 	drained []netns.ID
+	keep    []bool // whether each drain got a Keep
 	err     error
 }
 
 func (f *fakeDrainer) Drain(_ context.Context, ns *netns.NS, opts reap.Options) (*reap.Report, error) {
 	f.drained = append(f.drained, ns.ID)
+	f.keep = append(f.keep, opts.Keep != nil)
 	return &reap.Report{Netns: ns.ID.String(), Found: 3, Destroyed: 3}, f.err
 }
 
@@ -288,7 +304,7 @@ func TestPoststop(t *testing.T) {
 		{"drains its pin", func(w *world) {}, Drained, true, true, "", false},
 		{"live processes", func(w *world) {
 			w.occ.procs[ctrNS] = []netns.Proc{{PID: 7, Comm: "pause"}}
-		}, SkippedShared, false, true, "1 live processes", false},
+		}, SkippedShared, false, true, "live processes still in the namespace (shared with another container): 7 pause", false},
 		{"opted out in config.json", func(w *world) {
 			w.bundles.configs["/b"].Annotations = map[string]string{oci.AnnotationDrain: "off"}
 		}, OptedOut, false, true, "opted out", false},
@@ -543,5 +559,73 @@ func TestLeftoverWithLiveProcessesKept(t *testing.T) {
 	}
 	if len(w.drainer.drained) != 0 {
 		t.Errorf("drained %v", w.drainer.drained)
+	}
+}
+
+// Where poststop does not run under the runtime (podman runs it itself),
+// the root is unknown there: the pin is found by container id and bundle.
+func TestPoststopFindsPinByBundle(t *testing.T) {
+	w := newWorld()
+	w.Containers = fakeContainers{gone: true, root: "/run/crun"}
+	w.pinned(t, "c", 100)
+	w.Containers = fakeContainers{gone: true}
+	d := w.Poststop(ctx, st("c", 0, nil))
+	if d.Action != Drained || !d.Released || len(w.pins.pins) != 0 {
+		t.Fatalf("poststop without the runtime's root: %+v, pins %v", d, w.pins.pins)
+	}
+	// Two candidates (same id and bundle under two roots): none is guessed.
+	w.Containers = fakeContainers{gone: true, root: "/run/a"}
+	w.pinned(t, "c", 100)
+	w.Containers = fakeContainers{gone: true, root: "/run/b"}
+	w.pinned(t, "c", 200)
+	w.Containers = fakeContainers{gone: true}
+	if d := w.Poststop(ctx, st("c", 0, nil)); d.Released || len(w.pins.pins) != 2 {
+		t.Errorf("ambiguous poststop released a pin: %+v", d)
+	}
+}
+
+// The checker is told where the container's neighbours are likeliest, and
+// the sockets it finds held outside reach the drain (except with Force).
+func TestHintsAndKeep(t *testing.T) {
+	w := newWorld()
+	w.occ.keep = func(uint64) bool { return true }
+	w.pinned(t, "c", 100)
+	w.bundles.configs["/b"].CgroupsPath = "/kubepods/besteffort/pod1/abc"
+	o := w.Poststop(ctx, st("c", 0, nil))
+	h := w.occ.hints[len(w.occ.hints)-1]
+	if o.Action != Drained || o.Checked != "checked" || h.Everyone || len(h.PIDs) != 1 || h.PIDs[0] != 100 ||
+		len(h.Cgroups) != 2 || h.Cgroups[1] != "/kubepods/besteffort/pod1" {
+		t.Errorf("poststop: %+v, hint %+v; want the pin's pid and the container's and pod's cgroups, not everyone", o, h)
+	}
+	if !w.drainer.keep[len(w.drainer.keep)-1] {
+		t.Error("the drain did not get the checker's Keep")
+	}
+
+	w = newWorld()
+	w.bundles.configs["/b"] = &oci.Config{HasNetns: true, NetnsPath: "/var/run/netns/cni-1"}
+	w.bundles.configs["/app"] = &oci.Config{HasNetns: true, NetnsPath: "/proc/200/ns/net"}
+	w.Poststop(ctx, st("c", 0, nil))
+	if h := w.occ.hints[0]; h.Everyone || len(h.PIDs) != 0 {
+		t.Errorf("engine's mount: hint %+v, want nothing hinted", h)
+	}
+
+	w = newWorld()
+	w.Force = true
+	w.occ.keep = func(uint64) bool { return true }
+	w.DrainNamespace(ctx, &netns.NS{ID: ctrNS, Path: "/var/run/netns/cni-1"}, Hint{PIDs: []int{5}, Everyone: true})
+	if h := w.occ.hints[0]; !h.Everyone || len(h.PIDs) != 1 || w.drainer.keep[0] {
+		t.Errorf("forced drain: hint %+v, keep %v; want the hint passed through and nothing kept", h, w.drainer.keep)
+	}
+}
+
+// An empty namespace (the check read its counters) is not handed to the
+// drainer: there is nothing to destroy.
+func TestEmptyNamespaceNotDrained(t *testing.T) {
+	w := newWorld()
+	w.occ.empty = true
+	w.pinned(t, "c", 100)
+	o := w.Poststop(ctx, st("c", 0, nil))
+	if o.Action != Drained || !o.Released || o.Report == nil || o.Report.Found != 0 || len(w.drainer.drained) != 0 {
+		t.Errorf("empty namespace: %+v, drained %v; want an empty report and no drain", o, w.drainer.drained)
 	}
 }

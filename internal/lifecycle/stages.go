@@ -96,7 +96,7 @@ func (c *Core) Poststop(ctx context.Context, st *specs.State) Outcome {
 	if err := pin.ValidID(st.ID); err != nil {
 		return o.fail(err)
 	}
-	key := pin.KeyOf(st.ID, c.Containers.Root())
+	key := c.poststopKey(st)
 	unlock, err := c.Pins.Lock(key, true)
 	if err != nil {
 		return o.fail(err)
@@ -129,7 +129,7 @@ func (c *Core) Poststop(ctx context.Context, st *specs.State) Outcome {
 		return o
 	}
 	if p != nil && p.Mounted {
-		d := c.drainAndRelease(ctx, p)
+		d := c.drainAndRelease(ctx, p, poststopHint(st, p, cfg))
 		d.Warnings = append(o.Warnings, d.Warnings...)
 		return d
 	}
@@ -174,7 +174,33 @@ func (c *Core) Poststop(ctx context.Context, st *specs.State) Outcome {
 		o.warn("config.json namespace path %s is not a network namespace mount (already released)", path)
 		return o
 	}
-	d := c.openAndDrain(ctx, path, Hint{Everyone: true})
+	d := c.openAndDrain(ctx, path, poststopHint(st, nil, cfg))
 	d.Container, d.Warnings = st.ID, append(o.Warnings, d.Warnings...)
 	return d
+}
+
+// poststopKey is the key of the container's pin. It is the id and the
+// runtime root when the runtime runs the hook, as runc and crun do. Where
+// another process runs poststop (podman runs it itself, without the
+// runtime's --root), no pin is under that key: then the one pin recorded
+// with this container id and this bundle is the container's.
+func (c *Core) poststopKey(st *specs.State) string {
+	key := pin.KeyOf(st.ID, c.Containers.Root())
+	if _, err := c.Pins.Get(key); err == nil {
+		return key
+	}
+	pins, err := c.Pins.List()
+	if err != nil {
+		return key
+	}
+	var found []string
+	for _, p := range pins {
+		if p.Meta != nil && p.Meta.ID == st.ID && p.Meta.Bundle == st.Bundle {
+			found = append(found, p.ID)
+		}
+	}
+	if len(found) == 1 {
+		return found[0]
+	}
+	return key
 }

@@ -130,6 +130,9 @@ func (p *Plugin) serveOnce(ctx context.Context, c Conn, launched bool) (register
 	}()
 	s.Wait()
 	close(stopped)
+	if launched || ctx.Err() != nil {
+		p.stopWatching()
+	}
 	return true, errors.New("connection closed by the runtime")
 }
 
@@ -151,6 +154,11 @@ func (h *handlers) Configure(_ context.Context, config, runtime, version string)
 
 func (h *handlers) StopPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 	return h.p.StopPodSandbox(ctx, pod)
+}
+
+func (h *handlers) Synchronize(ctx context.Context, pods []*api.PodSandbox, _ []*api.Container) ([]*api.ContainerUpdate, error) {
+	h.p.Synchronize(ctx, pods)
+	return nil, nil
 }
 
 func (p *Plugin) logger() *slog.Logger {

@@ -37,6 +37,9 @@ type Config struct {
 	// NetnsPath is the path of the network namespace the container joins,
 	// "" when the runtime creates a fresh one.
 	NetnsPath string
+	// CgroupsPath is linux.cgroupsPath: where the container's processes
+	// ran (a hint for the safety check, never trusted for more).
+	CgroupsPath string
 }
 
 // MaxConfigSize bounds the config.json sockreap reads: real ones are a few
@@ -79,7 +82,8 @@ func ReadConfig(bundle string) (*Config, error) {
 	var doc struct {
 		Annotations map[string]string `json:"annotations"`
 		Linux       *struct {
-			Namespaces []specs.LinuxNamespace `json:"namespaces"`
+			Namespaces  []specs.LinuxNamespace `json:"namespaces"`
+			CgroupsPath string                 `json:"cgroupsPath"`
 		} `json:"linux"`
 	}
 	if err := json.Unmarshal(b, &doc); err != nil {
@@ -87,6 +91,7 @@ func ReadConfig(bundle string) (*Config, error) {
 	}
 	c := &Config{Annotations: doc.Annotations}
 	if doc.Linux != nil {
+		c.CgroupsPath = doc.Linux.CgroupsPath
 		for _, ns := range doc.Linux.Namespaces {
 			if ns.Type == specs.NetworkNamespace {
 				c.HasNetns = true

@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strconv"
-
-	"github.com/sockreap/sockreap/internal/atomicfile"
 )
 
 // HookOptions say which binary the hooks run and what extra flags follow
@@ -140,10 +138,12 @@ func decodeHook(raw json.RawMessage, ourPath string) (map[string]json.RawMessage
 // editHooks applies edit to the createRuntime and poststop hook lists of
 // bundle/config.json and writes the file back if anything changed.
 func editHooks(bundle string, edit func(stage Stage, list []json.RawMessage) ([]json.RawMessage, error)) (bool, error) {
-	path, orig, err := readConfigFile(ConfigPath(bundle))
+	file, orig, err := openBundleFile(bundle)
 	if err != nil {
 		return false, fmt.Errorf("edit hooks: %w", err)
 	}
+	defer file.Close()
+	path := file.path
 	var doc map[string]json.RawMessage
 	if err := json.Unmarshal(orig, &doc); err != nil {
 		return false, fmt.Errorf("edit hooks: parse bundle config %s: %w", path, err)
@@ -198,7 +198,7 @@ func editHooks(bundle string, edit func(stage Stage, list []json.RawMessage) ([]
 	if err := enc.Encode(doc); err != nil {
 		return false, fmt.Errorf("edit hooks: encode %s: %w", path, err)
 	}
-	if err := atomicfile.Replace(path, buf.Bytes()); err != nil {
+	if err := file.Replace(buf.Bytes()); err != nil {
 		return false, err
 	}
 	return true, nil

@@ -280,3 +280,28 @@ func TestConfigTooLarge(t *testing.T) {
 		t.Errorf("oversized config.json changed: %v %v", fi.Size(), err)
 	}
 }
+
+// TestAddHooksRefusesSymlinkedConfig: a config.json that is a symlink is
+// not written through (root would rewrite whatever it points at); the
+// target stays as it was.
+func TestAddHooksRefusesSymlinkedConfig(t *testing.T) {
+	bundle := t.TempDir()
+	target := filepath.Join(t.TempDir(), "daemon.json")
+	orig := []byte(`{"log-level":"warn"}`)
+	if err := os.WriteFile(target, orig, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, ConfigPath(bundle)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := AddHooks(bundle, HookOptions{Path: "/usr/local/bin/sockreap-hook"})
+	if err == nil || !strings.Contains(err.Error(), "is a symlink") {
+		t.Errorf("AddHooks through a symlinked config.json: %v", err)
+	}
+	if b, _ := os.ReadFile(target); string(b) != string(orig) {
+		t.Errorf("symlink target rewritten: %s", b)
+	}
+	if fi, err := os.Lstat(ConfigPath(bundle)); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the symlink itself was replaced: %v %v", fi, err)
+	}
+}

@@ -287,7 +287,8 @@ func (s Store) writeMeta(m Meta) error {
 		return err
 	}
 	path := s.metaPath(m.Key)
-	if err := atomicfile.Write(path, b, 0o600); err != nil {
+	// Volatile: a pin does not survive a reboot, nor need its metadata.
+	if err := atomicfile.WriteVolatile(path, b, 0o600); err != nil {
 		return fmt.Errorf("record pin metadata %s: %w", path, err)
 	}
 	return nil
@@ -425,6 +426,9 @@ func (s Store) Lock(id string, wait bool) (unlock func(), err error) {
 			return nil, fmt.Errorf("lock pin of container %s: state directory: %w", id, err)
 		}
 	}
+	if err := s.Check(); err != nil {
+		return nil, fmt.Errorf("lock pin of container %s: %w", id, err)
+	}
 	path := s.lockPath(id)
 	how := unix.LOCK_EX
 	if !wait {
@@ -452,4 +456,60 @@ func (s Store) Lock(id string, wait bool) (unlock func(), err error) {
 		}
 		f.Close()
 	}
+}
+
+// Sweep removes pin metadata and lock files whose pin is gone: what a hook
+// killed between releasing a pin and cleaning up after it leaves. A file a
+// running hook has locked is left for the next sweep, as are temporary
+// files younger than a minute (a metadata write may be under way).
+func (s Store) Sweep() (removed int, err error) {
+	if err := s.Check(); err != nil {
+		return 0, err
+	}
+	ents, err := os.ReadDir(s.metaDir())
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("sweep %s: %w", s.metaDir(), err)
+	}
+	keys := map[string]bool{}
+	for _, e := range ents {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") && strings.Contains(name, ".tmp") {
+			if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > time.Minute && fi.Mode().IsRegular() {
+				if os.Remove(filepath.Join(s.metaDir(), name)) == nil {
+					removed++
+				}
+			}
+			continue
+		}
+		if key, ok := strings.CutSuffix(name, ".json"); ok {
+			keys[key] = true
+		} else if key, ok := strings.CutSuffix(name, ".lock"); ok {
+			keys[key] = true
+		}
+	}
+	for key := range keys {
+		if ValidID(key) != nil {
+			continue
+		}
+		if _, err := os.Lstat(s.Path(key)); !errors.Is(err, fs.ErrNotExist) {
+			continue // pinned (or unreadable): not ours to sweep
+		}
+		unlock, err := s.Lock(key, false)
+		if err != nil {
+			continue // a hook holds it
+		}
+		if _, err := os.Lstat(s.Path(key)); errors.Is(err, fs.ErrNotExist) {
+			if os.Remove(s.metaPath(key)) == nil {
+				removed++
+			}
+			if _, err := os.Lstat(s.lockPath(key)); err == nil {
+				removed++ // unlock removes it
+			}
+		}
+		unlock()
+	}
+	return removed, nil
 }

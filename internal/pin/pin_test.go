@@ -4,7 +4,9 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -179,5 +181,81 @@ func TestLock(t *testing.T) {
 	}
 	if _, err := os.Stat(s.lockPath("c")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("lock file left behind with no pin: %v", err)
+	}
+}
+
+// TestSweep: metadata and lock files without a pin go; a locked one and
+// those of a live pin stay.
+func TestSweep(t *testing.T) {
+	s := Store{Dir: t.TempDir()}
+	if err := os.MkdirAll(s.metaDir(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(s.pinsDir(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"gone.json", "gone.lock", "lockonly.lock", "held.lock", "pinned.json"} {
+		if err := os.WriteFile(filepath.Join(s.metaDir(), name), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(s.Path("pinned"), nil, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := s.Lock("held", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	n, err := s.Sweep()
+	if err != nil || n != 3 {
+		t.Errorf("Sweep = %d, %v; want 3 files", n, err)
+	}
+	ents, _ := os.ReadDir(s.metaDir())
+	var left []string
+	for _, e := range ents {
+		left = append(left, e.Name())
+	}
+	if strings.Join(left, " ") != "held.lock pinned.json" {
+		t.Errorf("left %v, want held.lock pinned.json", left)
+	}
+}
+
+// TestPinNSPinsTheOpenedNamespace: PinNS mounts the namespace the caller
+// holds open, not whatever its path names later: the process it came from
+// may be gone (and its pid reused) by the time the pin is made.
+func TestPinNSPinsTheOpenedNamespace(t *testing.T) {
+	nettest.RequireRoot(t)
+	s := newStore(t)
+	cmd := exec.Command("unshare", "--net", "sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Skipf("unshare: %v", err)
+	}
+	source := "/proc/" + strconv.Itoa(cmd.Process.Pid) + "/ns/net"
+	self, _ := netns.Self()
+	var ns *netns.NS
+	nettest.WaitUntil(5*time.Second, func() bool {
+		n, err := netns.Open(source)
+		if err != nil || n.ID == self {
+			if n != nil {
+				n.Close()
+			}
+			return false
+		}
+		ns = n
+		return true
+	})
+	if ns == nil {
+		t.Fatal("unshare never entered a namespace of its own")
+	}
+	defer ns.Close()
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	if _, err := os.Stat(source); err == nil {
+		t.Fatal("the process is still there")
+	}
+	p, err := s.PinNS(ns, Meta{ID: "gone-process"})
+	if err != nil || !p.Mounted || p.NS != ns.ID {
+		t.Fatalf("PinNS after the process exited: %+v, %v; want %s pinned", p, err, ns.ID)
 	}
 }

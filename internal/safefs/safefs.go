@@ -171,10 +171,13 @@ func CheckDir(path string) error {
 	return CheckParents(path)
 }
 
-// CheckParents checks each ancestor of path after resolving symlinks: none
-// may be writable by group or others unless it is sticky (like /tmp), nor
-// owned by anyone but root or the caller, so that nobody else can swap
-// path for something else.
+// CheckParents checks each ancestor of path after resolving symlinks:
+// none may be writable by others (world-writable) unless it is sticky
+// (like /tmp, where nobody can rename what another user owns), nor owned
+// by anyone but root or the caller, so that nobody else can swap path for
+// something else. Group-writable ancestors are accepted (Ubuntu's
+// /var/log is root:syslog 0775): no-follow opens and owner checks on the
+// file itself cover what a group member could plant there.
 func CheckParents(path string) error {
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -184,20 +187,48 @@ func CheckParents(path string) error {
 	if err != nil {
 		return &fs.PathError{Op: "check", Path: path, Err: err}
 	}
+	euid := uint32(os.Geteuid())
 	for dir := real; ; dir = filepath.Dir(dir) {
 		var st unix.Stat_t
 		if err := unix.Stat(dir, &st); err != nil {
 			return &fs.PathError{Op: "check", Path: dir, Err: err}
 		}
 		if st.Mode&unix.S_ISVTX == 0 {
-			if err := ownerOK(dir, &st); err != nil {
-				return fmt.Errorf("%s: parent %w", path, err)
+			if st.Mode&0o002 != 0 {
+				return fmt.Errorf("%s: parent %w", path, &fs.PathError{Op: "check", Path: dir,
+					Err: fmt.Errorf("%w (mode %#o): anyone may replace what is in it (chmod o-w)", ErrUnsafe, st.Mode&0o7777)})
+			}
+			if st.Uid != 0 && st.Uid != euid {
+				return fmt.Errorf("%s: parent %w", path, &fs.PathError{Op: "check", Path: dir,
+					Err: fmt.Errorf("%w: owned by uid %d, not by root or uid %d", ErrUnsafe, st.Uid, euid)})
 			}
 		}
 		if dir == "/" || dir == "." {
 			return nil
 		}
 	}
+}
+
+// CheckFile checks a file whose content decides what sockreap does as
+// root (a configuration file): a regular file, not a symlink, owned by
+// root or the caller, writable by nobody else, in directories nobody else
+// may rewrite (CheckParents).
+func CheckFile(path string) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		return &fs.PathError{Op: "stat", Path: path, Err: err}
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+	case unix.S_IFLNK:
+		return &fs.PathError{Op: "check", Path: path, Err: ErrSymlink}
+	default:
+		return &fs.PathError{Op: "check", Path: path, Err: ErrNotRegular}
+	}
+	if err := ownerOK(path, &st); err != nil {
+		return err
+	}
+	return CheckParents(path)
 }
 
 // ownerOK refuses a file that group or others may write, or whose owner is

@@ -92,11 +92,23 @@ func TestDirs(t *testing.T) {
 	if err := os.Chmod(state, 0o700); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Chmod(filepath.Dir(state), 0o775); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckDir(state); err != nil {
+		t.Errorf("CheckDir under a group-writable parent: %v", err)
+	}
 	if err := os.Chmod(filepath.Dir(state), 0o777); err != nil {
 		t.Fatal(err)
 	}
 	if err := CheckDir(state); !errors.Is(err, ErrUnsafe) {
 		t.Errorf("CheckDir under a world-writable parent: %v, want ErrUnsafe", err)
+	}
+	if err := os.Chmod(filepath.Dir(state), os.ModeSticky|0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckDir(state); err != nil {
+		t.Errorf("CheckDir under a sticky parent: %v", err)
 	}
 	link := filepath.Join(dir, "link")
 	if err := os.Symlink(state, link); err != nil {
@@ -107,5 +119,29 @@ func TestDirs(t *testing.T) {
 	}
 	if err := MkdirPrivate(link); !errors.Is(err, ErrSymlink) {
 		t.Errorf("MkdirPrivate over a symlink: %v, want ErrSymlink", err)
+	}
+}
+
+func TestCheckFile(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(f, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckFile(f); err != nil {
+		t.Errorf("CheckFile of a 0644 file: %v", err)
+	}
+	if err := os.Chmod(f, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckFile(f); !errors.Is(err, ErrUnsafe) {
+		t.Errorf("CheckFile of a world-writable file: %v, want ErrUnsafe", err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(f, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckFile(link); !errors.Is(err, ErrSymlink) {
+		t.Errorf("CheckFile of a symlink: %v, want ErrSymlink", err)
 	}
 }

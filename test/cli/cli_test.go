@@ -19,7 +19,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func TestMain(m *testing.M) { testbin.Main(m, "sockreap-hook") }
+func TestMain(m *testing.M) {
+	nettest.RunHelper()
+	testbin.Main(m, "sockreap-hook")
+}
 
 type result struct {
 	stdout, stderr string
@@ -274,7 +277,9 @@ func TestDrainHonoursConfigFile(t *testing.T) {
 	if r := runCmd(t, cmd); r.code != 0 || !strings.Contains(r.stdout, `"found":0`) {
 		t.Errorf("drain with $SOCKREAP_CONFIG: exit %d, %s %s; want the UDP socket left alone", r.code, r.stdout, r.stderr)
 	}
-	cmd = exec.Command(testbin.Path("sockreap-hook"), "drain", "--netns", x.Path, "--protocols", "udp", "--json")
+	// --force: this test process holds the socket from outside the
+	// namespace, and a drain otherwise keeps such sockets.
+	cmd = exec.Command(testbin.Path("sockreap-hook"), "drain", "--netns", x.Path, "--protocols", "udp", "--json", "--force")
 	cmd.Env = append(os.Environ(), "SOCKREAP_CONFIG="+cfg)
 	if r := runCmd(t, cmd); r.code != 0 || !strings.Contains(r.stdout, `"found":1`) {
 		t.Errorf("drain --protocols udp: exit %d, %s %s", r.code, r.stdout, r.stderr)

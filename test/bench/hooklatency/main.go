@@ -19,17 +19,27 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sockreap/sockreap/test/bench/load"
 	"golang.org/x/sys/unix"
 )
 
 func main() {
+	load.Main()
 	n := flag.Int("n", 40, "cycles per variant (at least 30)")
 	warmup := flag.Int("warmup", 3, "unmeasured cycles per variant first")
 	hook := flag.String("hook", "bin/sockreap-hook", "sockreap-hook binary (built with go build when missing)")
 	runtime := flag.String("runtime", "runc", "OCI runtime")
 	asJSON := flag.Bool("json", false, "print the result as JSON")
+	bg := flag.Int("load", 0, "background processes to start first (ten threads each on average; package test/bench/load), removed afterwards")
 	flag.Parse()
-	if err := run(*n, *warmup, *hook, *runtime, *asJSON); err != nil {
+	l, err := load.Start(*bg, 10**bg)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "hooklatency: background load: %v\n", err)
+		os.Exit(1)
+	}
+	err = run(*n, *warmup, *hook, *runtime, *asJSON, l.String())
+	l.Stop()
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "hooklatency: %v\n", err)
 		os.Exit(1)
 	}
@@ -44,6 +54,7 @@ type stats struct {
 
 type result struct {
 	Runtime          string  `json:"runtime"`
+	Background       string  `json:"background"` // load on the host: idle, or N processes, T threads
 	Without          stats   `json:"without_hooks"`
 	With             stats   `json:"with_hooks"`
 	AddedMedianMS    float64 `json:"added_median_ms"`
@@ -54,9 +65,14 @@ type result struct {
 	TargetMet        bool    `json:"target_met"`
 	PoststopDrained  int     `json:"poststop_drained"`
 	PoststopFailures int     `json:"poststop_failures"`
+	// Steps are the medians of what every hook run pays before its
+	// stage's own work: starting a process, starting sockreap-hook
+	// (Go runtime, command table), and a stage that does nothing but read
+	// the configuration and the state and write its log line.
+	Steps map[string]float64 `json:"steps_median_ms"`
 }
 
-func run(n, warmup int, hook, runtime string, asJSON bool) error {
+func run(n, warmup int, hook, runtime string, asJSON bool, background string) error {
 	if n < 30 {
 		return fmt.Errorf("-n %d: at least 30 cycles per variant", n)
 	}
@@ -111,11 +127,14 @@ func run(n, warmup int, hook, runtime string, asJSON bool) error {
 			without, with = append(without, a), append(with, b)
 		}
 	}
-	r := result{Runtime: runtime, Without: summarize(without), With: summarize(with), TargetMedianMS: 10}
+	r := result{Runtime: runtime, Background: background, Without: summarize(without), With: summarize(with), TargetMedianMS: 10}
 	r.AddedMedianMS = r.With.MedianMS - r.Without.MedianMS
 	r.AddedP95MS = r.With.P95MS - r.Without.P95MS
 	r.TargetMet = r.AddedMedianMS < r.TargetMedianMS
 	if err := hookDurations(logFile, &r); err != nil {
+		return err
+	}
+	if r.Steps, err = steps(hook, tmp, n); err != nil {
 		return err
 	}
 	if asJSON {
@@ -123,18 +142,55 @@ func run(n, warmup int, hook, runtime string, asJSON bool) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(r)
 	}
-	fmt.Printf("%s run+delete cycle latency, %d cycles each (interleaved, %d warm-up)\n", runtime, n, warmup)
+	fmt.Printf("%s run+delete cycle latency, %d cycles each (interleaved, %d warm-up), host %s\n", runtime, n, warmup, background)
 	fmt.Printf("  %-16s median %7.2f ms   p95 %7.2f ms   min %7.2f ms\n", "without hooks", r.Without.MedianMS, r.Without.P95MS, r.Without.MinMS)
 	fmt.Printf("  %-16s median %7.2f ms   p95 %7.2f ms   min %7.2f ms\n", "with hooks", r.With.MedianMS, r.With.P95MS, r.With.MinMS)
 	fmt.Printf("  %-16s median %+7.2f ms   p95 %+7.2f ms\n", "added", r.AddedMedianMS, r.AddedP95MS)
 	fmt.Printf("  hook's own time (its log): createRuntime median %.2f ms, poststop median %.2f ms; %d poststops drained, %d failed\n",
 		r.CreateRuntimeMS, r.PoststopMS, r.PoststopDrained, r.PoststopFailures)
+	fmt.Printf("  per hook run (medians): exec of true %.2f ms, sockreap-hook version %.2f ms, a stage doing nothing but config, state and log %.2f ms\n",
+		r.Steps["exec_true"], r.Steps["hook_version"], r.Steps["hook_noop_stage"])
 	verdict := "met"
 	if !r.TargetMet {
 		verdict = "NOT met"
 	}
 	fmt.Printf("  target: under %.0f ms added at the median: %s\n", r.TargetMedianMS, verdict)
 	return nil
+}
+
+// steps times, interleaved, the fixed costs of a hook run.
+func steps(hook, tmp string, n int) (map[string]float64, error) {
+	truePath, err := exec.LookPath("true")
+	if err != nil {
+		return nil, err
+	}
+	state := `{"ociVersion":"1.0.2","id":"srbench-steps","status":"running","pid":1,"bundle":"` + tmp + `"}`
+	log := filepath.Join(tmp, "steps.log")
+	variants := []struct {
+		name string
+		args []string
+	}{
+		{"exec_true", []string{truePath}},
+		{"hook_version", []string{hook, "version"}},
+		{"hook_noop_stage", []string{hook, "startContainer", "--state-dir", filepath.Join(tmp, "steps"), "--log", log}},
+	}
+	ds := make([][]time.Duration, len(variants))
+	for range n {
+		for i, v := range variants {
+			cmd := exec.Command(v.args[0], v.args[1:]...)
+			cmd.Stdin = strings.NewReader(state)
+			start := time.Now()
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return nil, fmt.Errorf("%s: %v: %s", strings.Join(v.args, " "), err, out)
+			}
+			ds[i] = append(ds[i], time.Since(start))
+		}
+	}
+	m := map[string]float64{}
+	for i, v := range variants {
+		m[v.name] = summarize(ds[i]).MedianMS
+	}
+	return m, nil
 }
 
 // cycle runs one container to completion and deletes it.
