@@ -114,6 +114,7 @@ func (c *Core) drain(ctx context.Context, ns *netns.NS, hint Hint) Outcome {
 	if !c.Force {
 		opts.Keep = occ.Keep // sockets that processes outside hold
 	}
+	opts.Occupied = len(occ.Procs) > 0 // who owns sockets with an inode, for metrics
 	if dl, ok := ctx.Deadline(); ok {
 		left := time.Until(dl)
 		t := left - min(left/5, drainSlice)
