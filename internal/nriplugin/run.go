@@ -143,12 +143,13 @@ type handlers struct {
 }
 
 func (h *handlers) Configure(_ context.Context, config, runtime, version string) (api.EventMask, error) {
-	h.p.logger().Info("configured by runtime", "runtime", runtime, "runtime_version", version)
-	if h.c.Configure != nil && config != "" {
+	// The configuration first: it may name the log.
+	if h.c.Configure != nil {
 		if err := h.c.Configure(config); err != nil {
 			return 0, err
 		}
 	}
+	h.p.logger().Info("configured by runtime", "runtime", runtime, "runtime_version", version, "drop_in", config != "")
 	return api.MustParseEventMask("StopPodSandbox"), nil
 }
 
