@@ -13,7 +13,8 @@ import (
 )
 
 // CreateRuntime pins the container's network namespace while its init
-// process (st.Pid) is alive, so that poststop can still reach it. A pin
+// process (st.Pid) is alive, so that poststop can still reach it — unless
+// config.json says no pin is needed (oci.PinNeeded). A pin
 // left under the same id by an earlier container whose poststop never ran
 // is drained, released and replaced; what became of it is the outcome's
 // Leftover.
@@ -23,6 +24,20 @@ func (c *Core) CreateRuntime(ctx context.Context, st *specs.State) Outcome {
 	if oci.DrainDisabled(st.Annotations) {
 		o.Action, o.Reason = OptedOut, "opted out by annotation "+oci.AnnotationDrain
 		return o
+	}
+	if cfg, err := c.Bundles.ReadConfig(st.Bundle); err == nil {
+		// First and alone, before any namespace or pin directory work:
+		// hooks.d files and configure runc install this stage for every
+		// container, most of which need no pin where an engine names
+		// the namespace (containerd's CRI pods).
+		var kind oci.NetnsKind
+		if cfg.NetnsPath != "" {
+			kind = c.Namespaces.Classify(cfg.NetnsPath).Kind
+		}
+		if needed, why := oci.PinNeeded(cfg, kind); !needed {
+			o.Action, o.Reason = NothingToDo, "no pin needed: "+why
+			return o
+		}
 	}
 	if st.Pid <= 0 {
 		return o.fail(fmt.Errorf("container %s: the OCI state has no pid (status %q), so its network namespace cannot be pinned; is the hook installed at createRuntime?", textsafe.Quote(st.ID), st.Status))
