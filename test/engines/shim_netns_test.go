@@ -163,4 +163,3 @@ func logLine(t *testing.T, h *hookEnv, id, stage string) hookLine {
 	}
 	return found[0]
 }
-
