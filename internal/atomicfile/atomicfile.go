@@ -14,7 +14,16 @@ import (
 
 // Write replaces (or creates) path with data and the given mode.
 func Write(path string, data []byte, mode fs.FileMode) error {
-	return write(path, data, mode, nil)
+	return write(path, data, mode, nil, true)
+}
+
+// WriteVolatile is Write without the syncs, for state that does not
+// outlive a reboot anyway (pin metadata: the pins are mounts; the probe
+// cache of this boot). Readers still see the old content or the new one;
+// only a crash may lose the file. A sync costs milliseconds on a disk, on
+// the path of every container start.
+func WriteVolatile(path string, data []byte, mode fs.FileMode) error {
+	return write(path, data, mode, nil, false)
 }
 
 // Replace replaces the existing file path with data, keeping its mode and,
@@ -25,10 +34,10 @@ func Replace(path string, data []byte) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	st, _ := fi.Sys().(*syscall.Stat_t)
-	return write(path, data, fi.Mode().Perm(), st)
+	return write(path, data, fi.Mode().Perm(), st, true)
 }
 
-func write(path string, data []byte, mode fs.FileMode, owner *syscall.Stat_t) error {
+func write(path string, data []byte, mode fs.FileMode, owner *syscall.Stat_t, durable bool) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
@@ -50,15 +59,20 @@ func write(path string, data []byte, mode fs.FileMode, owner *syscall.Stat_t) er
 			return fmt.Errorf("write %s: keep owner: %w", path, err)
 		}
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sync %s: %w", name, err)
+	if durable {
+		if err := tmp.Sync(); err != nil {
+			tmp.Close()
+			return fmt.Errorf("sync %s: %w", name, err)
+		}
 	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", name, err)
 	}
 	if err := os.Rename(name, path); err != nil {
 		return fmt.Errorf("replace %s: %w", path, err)
+	}
+	if !durable {
+		return nil
 	}
 	if d, err := os.Open(dir); err == nil {
 		_ = d.Sync()

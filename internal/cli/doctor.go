@@ -6,6 +6,8 @@ import (
 	"os"
 	"text/tabwriter"
 
+	"github.com/sockreap/sockreap/internal/config"
+	"github.com/sockreap/sockreap/internal/dyingns"
 	"github.com/sockreap/sockreap/internal/netns"
 	"github.com/sockreap/sockreap/internal/reap"
 )
@@ -14,7 +16,7 @@ func init() {
 	c := &Command{
 		Name:    "doctor",
 		Summary: "show what this kernel lets sockreap do (probes in a scratch namespace)",
-		Usage:   "doctor [--json]",
+		Usage:   "doctor [--json] [--exact] [--config FILE] [--metrics-dir DIR]",
 	}
 	c.Run = func(env *Env, args []string) error { return runDoctor(env, c, args) }
 	Register(c)
@@ -26,14 +28,24 @@ type doctorReport struct {
 	HostNetns    string `json:"host_netns"`
 	HostVerified bool   `json:"host_netns_verified"`
 	SelfNetns    string `json:"self_netns"`
+	// DyingNetns counts namespaces no process or mount holds.
+	DyingNetns *dyingns.Census `json:"dying_netns,omitempty"`
+	DyingError string          `json:"dying_netns_error,omitempty"`
 }
 
 func runDoctor(env *Env, c *Command, args []string) error {
 	fs := NewFlags(env, c)
 	asJSON := fs.Bool("json", false, "print one JSON object")
+	exact := fs.Bool("exact", false, "count dying namespaces exactly: flush the net_namespace slab's per-CPU caches first (writes /sys/kernel/slab/net_namespace/shrink)")
+	var cf commonFlags
+	fs.StringVar(&cf.configPath, "config", "", "configuration file (default "+config.DefaultPath+", or $"+config.EnvConfig+")")
+	cf.addMetrics(fs)
 	if done, err := Parse(env, fs, args); done {
 		return err
 	}
+	o := cf.overrides()
+	o.LogFile = os.DevNull
+	s := resolve(env, o)
 	caps, err := reap.Probe()
 	if err != nil {
 		return Failf(c.Name, "%v (run as root: the probe creates a scratch network namespace)", err)
@@ -47,6 +59,17 @@ func runDoctor(env *Env, c *Command, args []string) error {
 			r.HostNetns = self.String()
 		} else if h, known, _ := netns.Host(); known {
 			r.HostNetns = h.String()
+		}
+	}
+	g, census, derr := nodeGauges(s.cfg.StateDir, *exact)
+	g.Kernel = caps
+	r.DyingNetns = census
+	if derr != nil {
+		r.DyingError = derr.Error()
+	}
+	if mt := openMetrics(s.cfg); mt != nil {
+		if err := mt.SetGauges(g); err != nil {
+			fmt.Fprintf(env.Stderr, "%s doctor: warning: metrics: %v\n", Prog, err)
 		}
 	}
 	if *asJSON {
@@ -73,6 +96,14 @@ func runDoctor(env *Env, c *Command, args []string) error {
 	}
 	fmt.Fprintf(w, "host netns\t%s\n", host)
 	fmt.Fprintf(w, "own netns\t%s\n", r.SelfNetns)
+	switch c := census; {
+	case c == nil:
+		fmt.Fprintf(w, "dying netns\tunknown: %s\n", r.DyingError)
+	case c.Exact:
+		fmt.Fprintf(w, "dying netns\t%d (no process, file or mount holds them; exact)\n", c.Lower)
+	default:
+		fmt.Fprintf(w, "dying netns\t%d to %d (no process, file or mount holds them; --exact to count precisely)\n", c.Lower, c.Upper)
+	}
 	w.Flush()
 	for _, n := range caps.Notes {
 		fmt.Fprintf(env.Stdout, "note: %s\n", n)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sockreap/sockreap/internal/config"
 	"github.com/sockreap/sockreap/internal/lifecycle"
+	"github.com/sockreap/sockreap/internal/metrics"
 	"github.com/sockreap/sockreap/internal/reap"
 )
 
@@ -38,6 +39,7 @@ func runDrain(env *Env, c *Command, args []string) error {
 	)
 	t.register(fs)
 	cf.addConfig(fs)
+	cf.addMetrics(fs)
 	if done, err := Parse(env, fs, args); done {
 		return err
 	}
@@ -88,6 +90,12 @@ func runDrain(env *Env, c *Command, args []string) error {
 		hint.PIDs = []int{t.pid}
 	}
 	out := core.DrainNamespace(context.Background(), ns, hint)
+	if mt := openMetrics(s.cfg); mt != nil && !*dryRun {
+		ev := metrics.DrainEvent{Frontend: metrics.FrontendCLI, Outcome: outcomeName(out), Report: out.Report, Failed: out.Err != nil}
+		if err := mt.Record(ev); err != nil {
+			fmt.Fprintf(env.Stderr, "%s drain: warning: metrics: %v\n", Prog, err)
+		}
+	}
 	switch out.Action {
 	case lifecycle.SkippedShared:
 		return Usagef(c.Name, "refusing %s: a live process still runs in network namespace %s (%s); stop it first or pass --force",

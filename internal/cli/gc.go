@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sockreap/sockreap/internal/lifecycle"
+	"github.com/sockreap/sockreap/internal/metrics"
 	"github.com/sockreap/sockreap/internal/pin"
 	"github.com/sockreap/sockreap/internal/reap"
 	"github.com/sockreap/sockreap/internal/textsafe"
@@ -16,7 +17,7 @@ func init() {
 	c := &Command{
 		Name:    "gc",
 		Summary: "release pins whose container is gone and whose namespace holds no process, draining them first",
-		Usage:   "gc [--state-dir DIR] [--min-age D] [--timeout D] [--dry-run] [--json]",
+		Usage:   "gc [--state-dir DIR] [--metrics-dir DIR] [--min-age D] [--timeout D] [--dry-run] [--json]",
 	}
 	c.Run = func(env *Env, args []string) error { return runGC(env, c, args) }
 	Register(c)
@@ -36,6 +37,7 @@ func runGC(env *Env, c *Command, args []string) error {
 	var cf commonFlags
 	fs := NewFlags(env, c)
 	cf.add(fs)
+	cf.addMetrics(fs)
 	minAge := fs.Duration("min-age", time.Minute, "leave younger pins alone when the container's runtime state cannot be checked")
 	timeout := fs.Duration("timeout", 0, "drain budget per namespace (default: budget from the config file, 2s)")
 	dryRun := fs.Bool("dry-run", false, "say what would be released, change nothing")
@@ -59,11 +61,18 @@ func runGC(env *Env, c *Command, args []string) error {
 	}
 	core := s.core()
 	var results []gcResult
-	failed := 0
+	var events []metrics.DrainEvent
+	failed, stale, now := 0, 0, time.Now()
 	for _, p := range pins {
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.BudgetDuration())
-		out := core.Collect(ctx, p, lifecycle.CollectOptions{MinAge: *minAge, DryRun: *dryRun})
+		out := core.Collect(ctx, p, lifecycle.CollectOptions{MinAge: *minAge, DryRun: *dryRun, Now: now})
 		cancel()
+		events = append(events, gcEvent(out))
+		if out.Action == lifecycle.Kept || out.Action == lifecycle.Failed {
+			if gone, _ := core.Containers.Gone(p, *minAge, now); gone {
+				stale++ // its container is gone, yet the pin stays
+			}
+		}
 		r := gcResult{Container: out.Container, Netns: out.Netns, Action: string(out.Action), Reason: out.Reason, Report: out.Report}
 		if out.Err != nil {
 			r.Error = out.Err.Error()
@@ -88,6 +97,11 @@ func runGC(env *Env, c *Command, args []string) error {
 			s.log.Error("sweep pin metadata", "stage", "gc", "error", err.Error())
 		} else if n > 0 {
 			s.log.Info("swept leftover pin metadata and lock files", "stage", "gc", "files", n)
+		}
+	}
+	if mt := openMetrics(s.cfg); mt != nil {
+		if err := recordGC(mt, s.cfg, events, stale, now, *dryRun); err != nil {
+			fmt.Fprintf(env.Stderr, "%s gc: warning: metrics: %v\n", Prog, err)
 		}
 	}
 	if *asJSON {

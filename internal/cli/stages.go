@@ -44,7 +44,7 @@ func init() {
 func registerStage(stage oci.Stage, aliases []string, summary string, fn stageFunc) {
 	name := string(stage)
 	c := &Command{Name: name, Aliases: aliases, Summary: summary, Stage: true,
-		Usage: name + " [--config FILE] [--state-dir DIR] [--log FILE] [--timeout D] [--strict] < state.json"}
+		Usage: name + " [--config FILE] [--state-dir DIR] [--log FILE] [--metrics-dir DIR] [--timeout D] [--strict] < state.json"}
 	c.Run = func(env *Env, args []string) error { return runStage(env, c, stage, args, fn) }
 	Register(c)
 }
@@ -60,7 +60,7 @@ type settings struct {
 
 // commonFlags are the flags every stage, gc and pins share.
 type commonFlags struct {
-	configPath, stateDir, logFile string
+	configPath, stateDir, logFile, metricsDir string
 }
 
 func (f *commonFlags) add(fs *flag.FlagSet) {
@@ -75,7 +75,7 @@ func (f *commonFlags) addConfig(fs *flag.FlagSet) {
 }
 
 func (f *commonFlags) overrides() config.Overrides {
-	return config.Overrides{Path: f.configPath, StateDir: f.stateDir, LogFile: f.logFile}
+	return config.Overrides{Path: f.configPath, StateDir: f.stateDir, LogFile: f.logFile, MetricsDir: f.metricsDir}
 }
 
 // resolve resolves the settings (config.Resolve) and opens the log. It
@@ -151,6 +151,7 @@ func runStage(env *Env, c *Command, stage oci.Stage, args []string, fn stageFunc
 	)
 	fs := NewFlags(env, c)
 	cf.add(fs)
+	cf.addMetrics(fs)
 	fs.DurationVar(&timeout, "timeout", 0, "budget: the longest the stage may take (default 2s, or budget in the config file)")
 	fs.IntVar(&ociTimeout, strings.TrimPrefix(oci.OCITimeoutFlag, "--"), 0, "the hook's OCI timeout in seconds, written by 'configure'; the budget stays inside it")
 	fs.BoolVar(&strict, "strict", false, "exit non-zero when the stage fails (default: log and exit 0, so the container's start or delete goes on)")
@@ -171,6 +172,10 @@ func runStage(env *Env, c *Command, stage oci.Stage, args []string, fn stageFunc
 	}
 	s := resolve(env, o)
 	budget := effectiveBudget(s.cfg.BudgetDuration(), ociTimeout)
+	mt := openMetrics(s.cfg)
+	if mt != nil {
+		mt.Begin(string(stage)) // if the runtime kills this process, the next hook counts it
+	}
 
 	w := &watch{}
 	core := s.core()
@@ -211,6 +216,11 @@ func runStage(env *Env, c *Command, stage oci.Stage, args []string, fn stageFunc
 		problems = append(problems, badInput{p})
 	}
 	err := errors.Join(append(problems, out.Err)...)
+	if mt != nil {
+		if merr := recordStage(mt, s.cfg, string(stage), out, time.Since(start), err != nil); merr != nil {
+			out.Warnings = append(out.Warnings, "metrics: "+merr.Error())
+		}
+	}
 	logStage(s.log, stage, out, time.Since(start), budget, err)
 	switch {
 	case err == nil || !s.cfg.Strict:

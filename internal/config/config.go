@@ -23,6 +23,9 @@ const (
 	DefaultPath     = "/etc/sockreap/config.toml"
 	DefaultStateDir = "/run/sockreap"
 	DefaultLogFile  = "/var/log/sockreap/hook.log"
+	// DefaultMetricsDir is node_exporter's textfile directory on Debian
+	// (metrics.DefaultDir).
+	DefaultMetricsDir = "/var/lib/prometheus/node-exporter"
 )
 
 // Environment variables that override the file (flags override both).
@@ -30,6 +33,7 @@ const (
 	EnvConfig   = "SOCKREAP_CONFIG"
 	EnvStateDir = "SOCKREAP_STATE_DIR"
 	EnvLogFile  = "SOCKREAP_LOG"
+	EnvMetrics  = "SOCKREAP_METRICS_DIR"
 )
 
 // Config is the configuration file's content, with defaults filled in.
@@ -46,6 +50,10 @@ type Config struct {
 	Protocols []string `toml:"protocols"`
 	// Orphans is the orphan policy: "auto", "destroy" or "spare".
 	Orphans string `toml:"orphans"`
+	// MetricsDir is where sockreap.prom is kept for node_exporter's
+	// textfile collector; "" turns metrics off, and a directory that does
+	// not exist means no node_exporter here (nothing is written).
+	MetricsDir string `toml:"metrics_dir"`
 
 	// Path is the file this came from, "" when defaults only.
 	Path string `toml:"-"`
@@ -56,12 +64,13 @@ type Config struct {
 // Default returns the built-in configuration.
 func Default() *Config {
 	return &Config{
-		StateDir:  DefaultStateDir,
-		LogFile:   DefaultLogFile,
-		Budget:    reap.DefaultTimeout.String(),
-		Protocols: []string{"tcp", "udp"},
-		Orphans:   string(reap.OrphansAuto),
-		budget:    reap.DefaultTimeout,
+		StateDir:   DefaultStateDir,
+		LogFile:    DefaultLogFile,
+		Budget:     reap.DefaultTimeout.String(),
+		Protocols:  []string{"tcp", "udp"},
+		Orphans:    string(reap.OrphansAuto),
+		MetricsDir: DefaultMetricsDir,
+		budget:     reap.DefaultTimeout,
 	}
 }
 
@@ -144,6 +153,9 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 	if v := strings.TrimSpace(getenv(EnvLogFile)); v != "" {
 		c.LogFile = v
 	}
+	if v := strings.TrimSpace(getenv(EnvMetrics)); v != "" {
+		c.MetricsDir = v
+	}
 }
 
 // DrainOptions turns the configuration into drain options with budget b.
@@ -170,6 +182,13 @@ const MaxFileSize = 1 << 20
 func readBounded(path string) ([]byte, error) {
 	if real, err := filepath.EvalSymlinks(path); err == nil {
 		path = real
+	}
+	// Its content decides what runs as root: nobody else may write it.
+	if err := safefs.CheckFile(path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w; refusing a configuration others can change", err)
 	}
 	return safefs.ReadFile(path, MaxFileSize)
 }

@@ -11,17 +11,19 @@ import (
 // Overrides are the settings a command line gave; a zero field was not
 // given and leaves the setting to the environment, the file or the default.
 type Overrides struct {
-	Path      string        // --config
-	StateDir  string        // --state-dir
-	LogFile   string        // --log
-	Budget    time.Duration // --timeout of a stage or gc
-	Strict    *bool         // --strict, --strict=false
-	Protocols []string      // drain --protocols
-	Orphans   string        // drain --orphans
+	Path       string        // --config
+	StateDir   string        // --state-dir
+	LogFile    string        // --log
+	Budget     time.Duration // --timeout of a stage or gc
+	Strict     *bool         // --strict, --strict=false
+	Protocols  []string      // drain --protocols
+	Orphans    string        // drain --orphans
+	MetricsDir string        // --metrics-dir
 }
 
 // Resolve is every command's one settings resolution: a flag, then the
-// environment ($SOCKREAP_CONFIG, $SOCKREAP_STATE_DIR, $SOCKREAP_LOG), then
+// environment ($SOCKREAP_CONFIG, $SOCKREAP_STATE_DIR, $SOCKREAP_LOG,
+// $SOCKREAP_METRICS_DIR), then
 // the configuration file, then the default. It always returns a usable
 // configuration; err reports a file that could not be used (the defaults
 // then stand in for it), for the caller to log or fail on.
@@ -56,6 +58,9 @@ func Resolve(o Overrides, getenv func(string) string) (*Config, error) {
 	}
 	if o.Orphans != "" {
 		c.Orphans = o.Orphans
+	}
+	if o.MetricsDir != "" {
+		c.MetricsDir = o.MetricsDir
 	}
 	return c, err
 }

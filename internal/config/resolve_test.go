@@ -42,3 +42,28 @@ func TestResolvePrecedence(t *testing.T) {
 		t.Errorf("defaults: %+v, %v", c, err)
 	}
 }
+
+// metrics_dir: flag over environment over file over default; the file can
+// turn metrics off with "".
+func TestResolveMetricsDir(t *testing.T) {
+	file := write(t, "metrics_dir = \"/file/metrics\"\n")
+	env := map[string]string{EnvConfig: file}
+	getenv := func(k string) string { return env[k] }
+	if c, err := Resolve(Overrides{}, getenv); err != nil || c.MetricsDir != "/file/metrics" {
+		t.Errorf("file: %q, %v", c.MetricsDir, err)
+	}
+	env[EnvMetrics] = "/env/metrics"
+	if c, _ := Resolve(Overrides{}, getenv); c.MetricsDir != "/env/metrics" {
+		t.Errorf("env over file: %q", c.MetricsDir)
+	}
+	if c, _ := Resolve(Overrides{MetricsDir: "/flag/metrics"}, getenv); c.MetricsDir != "/flag/metrics" {
+		t.Errorf("flag over env: %q", c.MetricsDir)
+	}
+	off := write(t, "metrics_dir = \"\"\n")
+	if c, err := Resolve(Overrides{Path: off}, func(string) string { return "" }); err != nil || c.MetricsDir != "" {
+		t.Errorf("metrics off in the file: %q, %v", c.MetricsDir, err)
+	}
+	if c, _ := Resolve(Overrides{Path: write(t, "")}, func(string) string { return "" }); c.MetricsDir != DefaultMetricsDir {
+		t.Errorf("default: %q", c.MetricsDir)
+	}
+}

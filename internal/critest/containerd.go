@@ -81,6 +81,9 @@ type Daemon struct {
 	NRISocket, NRIPluginDir, NRIConfDir string
 	// Env is added to containerd's environment (and so its shims').
 	Env []string
+	// AfterStart run, in order, each time containerd has started and its
+	// CRI answers (a mode's plugin waits there until it is connected).
+	AfterStart []func(t T)
 
 	cmd      *exec.Cmd
 	exited   chan struct{}
@@ -228,6 +231,9 @@ func (d *Daemon) StartAsIs(t T) {
 	if !d.imported {
 		d.importImages(t)
 		d.imported = true
+	}
+	for _, f := range d.AfterStart {
+		f(t)
 	}
 }
 
@@ -396,7 +402,9 @@ func (d *Daemon) cleanup(t T) {
 	d.killShims(t)
 	_, _ = run("ip", "link", "del", d.Bridge)
 	unmountUnder(d.Dir)
-	_ = os.RemoveAll(d.Dir)
+	if os.Getenv("SOCKREAP_KEEP") == "" {
+		_ = os.RemoveAll(d.Dir)
+	}
 }
 
 // killShims kills the shims of this daemon that outlive it: containerd

@@ -44,12 +44,15 @@ func (m *Mode) Skip() string {
 type Bins struct {
 	Hook string // sockreap-hook
 	Shim string // sockreap-shim
+	NRI  string // sockreap-nri
 }
 
 // Modes returns the modes every scenario runs in: the sockreap runtime
-// handler on both engines and plain runc as the baseline.
+// handler on both engines, plain runc as the baseline, and sockreap's NRI
+// plugin on containerd 2.2 with plain runc (daemon, pre-registered,
+// DaemonSet; see NRIModes).
 func Modes(b Bins) []*Mode {
-	return []*Mode{HandlerMode(Containerd16, b), HandlerMode(Containerd22, b), RuncMode(Containerd16)}
+	return append([]*Mode{HandlerMode(Containerd16, b), HandlerMode(Containerd22, b), RuncMode(Containerd16)}, NRIModes(b)...)
 }
 
 // HandlerMode runs pods with the sockreap runtime handler, configured by

@@ -91,8 +91,13 @@ type Verdict struct {
 	Unreadable int     `json:"unreadable,omitempty"`
 	Checked    Checked `json:"checked"`
 
-	held map[uint64]bool
+	held      map[uint64]bool
+	noSockets bool // the namespace's counters said no socket at all
 }
+
+// Empty reports whether the namespace held no socket when checked: a
+// drain would have nothing to do.
+func (v *Verdict) Empty() bool { return v.noSockets }
 
 // Keep tells whether the drain must leave the socket with this inode
 // alone: a process outside holds it, or the scan was incomplete.
@@ -201,6 +206,7 @@ func Check(ctx context.Context, ns *netns.NS, hint Hint) (*Verdict, error) {
 		n = -1 // unknown: dump
 	}
 	v.Checked.Sockets = max(n, 0)
+	v.noSockets = n == 0
 	want := map[uint64]bool{}
 	if n != 0 {
 		socks, err := reap.List(ns)

@@ -35,7 +35,7 @@ func (Checker) InUse(ctx context.Context, ns *netns.NS, h Hint) (Occupants, erro
 	if err != nil {
 		return Occupants{}, err
 	}
-	return Occupants{Procs: v.Procs(), Unreadable: v.Unreadable, Keep: v.KeepFunc(), Checked: v.String()}, nil
+	return Occupants{Procs: v.Procs(), Unreadable: v.Unreadable, Keep: v.KeepFunc(), Checked: v.String(), Empty: v.Empty()}, nil
 }
 
 // Reaper drains with package reap, using the kernel probe cached under
@@ -45,9 +45,9 @@ type Reaper struct{ StateDir string }
 func (r Reaper) Drain(ctx context.Context, ns *netns.NS, opts reap.Options) (*reap.Report, error) {
 	var probeErr error
 	if opts.Caps == nil {
-		// An empty namespace (most) needs no kernel probe: Drain
-		// returns before it. The probe costs a scratch namespace and
-		// hundreds of milliseconds where no cache is yet.
+		// An empty namespace needs no kernel probe: Drain returns
+		// before it. The probe costs a scratch namespace and hundreds
+		// of milliseconds where no cache is yet.
 		if n, err := reap.SocketsInUse(ns); err != nil || n > 0 {
 			opts.Caps, probeErr = reap.ProbeCached(r.StateDir)
 		}

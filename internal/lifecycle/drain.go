@@ -11,6 +11,7 @@ import (
 	"github.com/sockreap/sockreap/internal/netns"
 	"github.com/sockreap/sockreap/internal/oci"
 	"github.com/sockreap/sockreap/internal/pin"
+	"github.com/sockreap/sockreap/internal/reap"
 )
 
 // DrainPath drains the namespace mounted at path (e.g. a pod's
@@ -103,10 +104,17 @@ func (c *Core) drain(ctx context.Context, ns *netns.NS, hint Hint) Outcome {
 			return o
 		}
 	}
+	if occ.Empty {
+		// Most containers stop with nothing left: the check read the
+		// namespace's counters already.
+		o.Action, o.Report = Drained, &reap.Report{Netns: o.Netns, Left: []reap.Group{}}
+		return o
+	}
 	opts := c.Options
 	if !c.Force {
 		opts.Keep = occ.Keep // sockets that processes outside hold
 	}
+	opts.Occupied = len(occ.Procs) > 0 // who owns sockets with an inode, for metrics
 	if dl, ok := ctx.Deadline(); ok {
 		left := time.Until(dl)
 		t := left - min(left/5, drainSlice)

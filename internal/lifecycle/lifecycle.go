@@ -87,6 +87,9 @@ type Occupants struct {
 	Keep func(inode uint64) bool
 	// Checked says in words what the check looked at, for the log.
 	Checked string
+	// Empty: the namespace held no socket when checked; there is
+	// nothing to drain.
+	Empty bool
 }
 
 // Occupancy finds the live processes in a namespace.

@@ -136,12 +136,13 @@ func (f *fakeNamespaces) Self() (netns.ID, error) { return selfNS, nil }
 type fakeOccupancy struct {
 	procs map[netns.ID][]netns.Proc
 	keep  func(uint64) bool
+	empty bool
 	hints []Hint
 }
 
 func (f *fakeOccupancy) InUse(_ context.Context, ns *netns.NS, h Hint) (Occupants, error) {
 	f.hints = append(f.hints, h)
-	return Occupants{Procs: f.procs[ns.ID], Keep: f.keep, Checked: "checked"}, nil
+	return Occupants{Procs: f.procs[ns.ID], Keep: f.keep, Checked: "checked", Empty: f.empty}, nil
 }
 
 type fakeDrainer struct {
@@ -648,5 +649,17 @@ func TestHintsAndKeep(t *testing.T) {
 	w.DrainNamespace(ctx, &netns.NS{ID: ctrNS, Path: "/var/run/netns/cni-1"}, Hint{PIDs: []int{5}, Everyone: true})
 	if h := w.occ.hints[0]; !h.Everyone || len(h.PIDs) != 1 || w.drainer.keep[0] {
 		t.Errorf("forced drain: hint %+v, keep %v; want the hint passed through and nothing kept", h, w.drainer.keep)
+	}
+}
+
+// An empty namespace (the check read its counters) is not handed to the
+// drainer: there is nothing to destroy.
+func TestEmptyNamespaceNotDrained(t *testing.T) {
+	w := newWorld()
+	w.occ.empty = true
+	w.pinned(t, "c", 100)
+	o := w.Poststop(ctx, st("c", 0, nil))
+	if o.Action != Drained || !o.Released || o.Report == nil || o.Report.Found != 0 || len(w.drainer.drained) != 0 {
+		t.Errorf("empty namespace: %+v, drained %v; want an empty report and no drain", o, w.drainer.drained)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/nri/pkg/api"
 	"github.com/sockreap/sockreap/internal/config"
 	"github.com/sockreap/sockreap/internal/nettest"
 )
@@ -59,17 +60,15 @@ func TestStopPodSandboxSkipsANamespaceWithALiveProcess(t *testing.T) {
 	x, p := nettest.NewNetns(t), nettest.NewNetns(t)
 	link := nettest.Connect(t, x, p)
 	orphanIn(t, x, p, link)
-	sleeper := exec.Command("ip", "netns", "exec", x.Name, "sleep", "60")
+	// A live process inside holding a socket of its own: the namespace is
+	// in use (an orphan alone no process can use, so it would be drained).
+	sleeper := exec.Command("ip", "netns", "exec", x.Name, "busybox", "nc", "-l", "-p", "7300")
 	if err := sleeper.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() })
-	// Wait until the sleeper is inside x (ip execs it after setns).
-	if nettest.WaitUntil(3*time.Second, func() bool {
-		out, _ := exec.Command("ip", "netns", "pids", x.Name).Output()
-		return strings.TrimSpace(string(out)) != ""
-	}) < 0 {
-		t.Fatal("sleeper never entered the namespace")
+	if nettest.WaitUntil(3*time.Second, func() bool { return strings.Contains(strings.Join(x.SS(t), "\n"), ":7300") }) < 0 {
+		t.Fatal("the listener never appeared in the namespace")
 	}
 
 	pl, buf := newTestPlugin(realDrainer(t), 0)
@@ -92,5 +91,60 @@ func TestStopPodSandboxOfAReleasedNamespace(t *testing.T) {
 	}
 	if l := logLines(t, buf); len(l) != 1 || l[0]["action"] != string(NothingToDrain) || l[0]["level"] != "INFO" {
 		t.Errorf("want one INFO nothing-to-drain line, got %s", buf)
+	}
+}
+
+func TestPodFromASynchronizationIsDrainedWhenItsPauseExits(t *testing.T) {
+	nettest.RequireRoot(t)
+	x, p := nettest.NewNetns(t), nettest.NewNetns(t)
+	link := nettest.Connect(t, x, p)
+	orphanIn(t, x, p, link)
+	pause := exec.Command("ip", "netns", "exec", x.Name, "sleep", "60")
+	if err := pause.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pause.Process.Kill(); _ = pause.Wait() })
+	if nettest.WaitUntil(3*time.Second, func() bool {
+		out, _ := exec.Command("ip", "netns", "pids", x.Name).Output()
+		return strings.TrimSpace(string(out)) != ""
+	}) < 0 {
+		t.Fatal("the pause stand-in never entered the namespace")
+	}
+
+	pl, buf := newTestPlugin(realDrainer(t), 0)
+	pd := pod(x.Path)
+	pd.Pid = uint32(pause.Process.Pid)
+	other := pod(x.Path) // a pid that is not in the namespace: not watched
+	other.Id, other.Pid = "sb2", 1
+	pl.Synchronize(context.Background(), []*api.PodSandbox{pd, other})
+	if !strings.Contains(strings.Join(x.SS(t), "\n"), "FIN-WAIT-1") {
+		t.Fatal("drained while the pause process still ran")
+	}
+	_ = pause.Process.Kill()
+	_ = pause.Wait()
+	if nettest.WaitUntil(5*time.Second, func() bool { return len(x.SS(t)) == 0 }) < 0 {
+		t.Fatalf("the namespace was not drained after its pause process exited: %v\nlog: %s", x.SS(t), buf)
+	}
+	// The runtime's StopPodSandbox, where it comes, finds it done.
+	if err := pl.StopPodSandbox(context.Background(), pd); err != nil {
+		t.Fatal(err)
+	}
+	l := logLines(t, buf)
+	if len(l) != 2 || l[0]["event"] != "PauseExited" || l[0]["action"] != string(Drained) || l[1]["event"] != "StopPodSandbox" {
+		t.Errorf("want a PauseExited drain, then StopPodSandbox; got %s", buf)
+	}
+	pl.stopWatching()
+}
+
+func TestEmptyNamespaceIsDrainedCheaply(t *testing.T) {
+	nettest.RequireRoot(t)
+	x := nettest.NewNetns(t)
+	pl, buf := newTestPlugin(realDrainer(t), 0)
+	if err := pl.StopPodSandbox(context.Background(), pod(x.Path)); err != nil {
+		t.Fatal(err)
+	}
+	l := logLines(t, buf)
+	if len(l) != 1 || l[0]["action"] != string(Drained) || l[0]["destroyed"] != 0.0 {
+		t.Errorf("want drained, nothing destroyed, got %s", buf)
 	}
 }

@@ -97,6 +97,8 @@ type agent struct {
 	applied Settings
 	closeFn func() error
 	metrics bool
+	// deferLog: open no log yet (a launched plugin before its drop-in).
+	deferLog bool
 }
 
 // apply makes s the plugin's settings; what cannot be applied is kept as
@@ -110,7 +112,7 @@ func (a *agent) apply(ctx context.Context, s Settings) error {
 	} else {
 		a.p.SetBudget(b)
 	}
-	if a.closeFn == nil || s.LogFile != a.applied.LogFile {
+	if !a.deferLog && (a.closeFn == nil || s.LogFile != a.applied.LogFile) {
 		l, c, err := openLog(s.LogFile, a.stderr)
 		if err != nil {
 			errs = append(errs, err)
@@ -178,6 +180,9 @@ func Main(args []string, stderr io.Writer) int {
 
 	a := &agent{p: New(nil, nil, 0), stderr: stderr}
 	defer a.close()
+	// A plugin the runtime starts learns its log file from the drop-in
+	// the runtime hands over once connected: it opens no log before.
+	a.deferLog = Launched()
 	if err := a.apply(ctx, s); err != nil {
 		// Bad flags are the operator's to fix now; a pre-registered
 		// plugin has no flags and gets here with the defaults.
@@ -187,6 +192,9 @@ func Main(args []string, stderr io.Writer) int {
 	conn := Conn{Socket: s.Socket, Name: s.Name, Idx: s.Idx}
 	conn.Configure = func(text string) error {
 		ds := s
+		a.mu.Lock()
+		a.deferLog = false
+		a.mu.Unlock()
 		err := ParseDropIn(text, &ds)
 		if err == nil {
 			err = a.apply(ctx, ds)
@@ -198,7 +206,9 @@ func Main(args []string, stderr io.Writer) int {
 		}
 		return nil
 	}
-	a.p.logger().Info("starting", "launched", Launched(), "budget", s.Budget)
+	if !a.deferLog {
+		a.p.logger().Info("starting", "budget", s.Budget)
+	}
 	if err := a.p.Serve(ctx, conn); err != nil {
 		a.p.logger().Error("stopped", "error", err.Error())
 		fmt.Fprintf(stderr, "sockreap-nri: %v\n", err)

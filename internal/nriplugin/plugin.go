@@ -43,6 +43,7 @@ type Plugin struct {
 	drainer atomic.Pointer[Drainer]
 	budget  atomic.Int64 // nanoseconds; 0 means DefaultBudget
 	log     atomic.Pointer[slog.Logger]
+	w       watchers
 }
 
 // New returns a plugin draining with d and logging to log.
@@ -67,6 +68,7 @@ func (p *Plugin) SetLog(l *slog.Logger) { p.log.Store(l) }
 // Result is what the plugin did for one pod.
 type Result struct {
 	Outcome
+	Event    string // StopPodSandbox, or PauseExited for a pod watched since a synchronization
 	Path     string
 	Duration time.Duration
 }
@@ -85,15 +87,23 @@ func NetnsPath(pod *api.PodSandbox) string {
 // StopPodSandbox drains the pod's network namespace. It always returns nil:
 // the pod's stop must go on whatever the drain does.
 func (p *Plugin) StopPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
+	// A drain started by the pause process's exit finishes first.
+	p.unwatch(pod.GetId())
+	p.handle(ctx, pod, "StopPodSandbox")
+	return nil
+}
+
+// handle drains pod's namespace for event and logs and reports the result.
+func (p *Plugin) handle(ctx context.Context, pod *api.PodSandbox, event string) {
 	start := time.Now()
 	budget := p.effectiveBudget(ctx, start)
 	res := p.stop(ctx, pod, budget)
+	res.Event = event
 	res.Duration = time.Since(start)
 	p.logResult(pod, res, budget)
 	if p.Observe != nil {
 		p.Observe(res)
 	}
-	return nil
 }
 
 // budget is the configured budget, shortened to end replyMargin before the
@@ -152,7 +162,7 @@ func (p *Plugin) stop(ctx context.Context, pod *api.PodSandbox, budget time.Dura
 func (p *Plugin) logResult(pod *api.PodSandbox, res Result, budget time.Duration) {
 	log := p.logger()
 	attrs := []any{
-		"event", "StopPodSandbox",
+		"event", res.Event,
 		"pod", pod.GetName(),
 		"pod_namespace", pod.GetNamespace(),
 		"pod_uid", pod.GetUid(),

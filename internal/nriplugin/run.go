@@ -130,6 +130,9 @@ func (p *Plugin) serveOnce(ctx context.Context, c Conn, launched bool) (register
 	}()
 	s.Wait()
 	close(stopped)
+	if launched || ctx.Err() != nil {
+		p.stopWatching()
+	}
 	return true, errors.New("connection closed by the runtime")
 }
 
@@ -140,17 +143,23 @@ type handlers struct {
 }
 
 func (h *handlers) Configure(_ context.Context, config, runtime, version string) (api.EventMask, error) {
-	h.p.logger().Info("configured by runtime", "runtime", runtime, "runtime_version", version)
-	if h.c.Configure != nil && config != "" {
+	// The configuration first: it may name the log.
+	if h.c.Configure != nil {
 		if err := h.c.Configure(config); err != nil {
 			return 0, err
 		}
 	}
+	h.p.logger().Info("configured by runtime", "runtime", runtime, "runtime_version", version, "drop_in", config != "")
 	return api.MustParseEventMask("StopPodSandbox"), nil
 }
 
 func (h *handlers) StopPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 	return h.p.StopPodSandbox(ctx, pod)
+}
+
+func (h *handlers) Synchronize(ctx context.Context, pods []*api.PodSandbox, _ []*api.Container) ([]*api.ContainerUpdate, error) {
+	h.p.Synchronize(ctx, pods)
+	return nil, nil
 }
 
 func (p *Plugin) logger() *slog.Logger {

@@ -287,7 +287,8 @@ func (s Store) writeMeta(m Meta) error {
 		return err
 	}
 	path := s.metaPath(m.Key)
-	if err := atomicfile.Write(path, b, 0o600); err != nil {
+	// Volatile: a pin does not survive a reboot, nor need its metadata.
+	if err := atomicfile.WriteVolatile(path, b, 0o600); err != nil {
 		return fmt.Errorf("record pin metadata %s: %w", path, err)
 	}
 	return nil
@@ -424,6 +425,9 @@ func (s Store) Lock(id string, wait bool) (unlock func(), err error) {
 		if err := safefs.MkdirPrivate(d); err != nil {
 			return nil, fmt.Errorf("lock pin of container %s: state directory: %w", id, err)
 		}
+	}
+	if err := s.Check(); err != nil {
+		return nil, fmt.Errorf("lock pin of container %s: %w", id, err)
 	}
 	path := s.lockPath(id)
 	how := unix.LOCK_EX

@@ -220,3 +220,42 @@ func TestSweep(t *testing.T) {
 		t.Errorf("left %v, want held.lock pinned.json", left)
 	}
 }
+
+// TestPinNSPinsTheOpenedNamespace: PinNS mounts the namespace the caller
+// holds open, not whatever its path names later: the process it came from
+// may be gone (and its pid reused) by the time the pin is made.
+func TestPinNSPinsTheOpenedNamespace(t *testing.T) {
+	nettest.RequireRoot(t)
+	s := newStore(t)
+	cmd := exec.Command("unshare", "--net", "sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Skipf("unshare: %v", err)
+	}
+	source := "/proc/" + strconv.Itoa(cmd.Process.Pid) + "/ns/net"
+	self, _ := netns.Self()
+	var ns *netns.NS
+	nettest.WaitUntil(5*time.Second, func() bool {
+		n, err := netns.Open(source)
+		if err != nil || n.ID == self {
+			if n != nil {
+				n.Close()
+			}
+			return false
+		}
+		ns = n
+		return true
+	})
+	if ns == nil {
+		t.Fatal("unshare never entered a namespace of its own")
+	}
+	defer ns.Close()
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	if _, err := os.Stat(source); err == nil {
+		t.Fatal("the process is still there")
+	}
+	p, err := s.PinNS(ns, Meta{ID: "gone-process"})
+	if err != nil || !p.Mounted || p.NS != ns.ID {
+		t.Fatalf("PinNS after the process exited: %+v, %v; want %s pinned", p, err, ns.ID)
+	}
+}

@@ -140,6 +140,8 @@ type drainer struct {
 	dumpConns      []*sockdiag.Conn // extra dumpers' of a split pass
 	split          bool             // many sockets: dump TCP tables in parts, in parallel
 
+	destroyed tally // guarded by mu
+
 	mu     sync.Mutex // guards rep counters updated by workers
 	connMu sync.Mutex // guards conns: dumpers start workers while the pass opens dumpers
 }
@@ -164,6 +166,7 @@ func (d *drainer) warn(format string, a ...any) {
 // pass is what one dump-and-destroy round saw and did.
 type pass struct {
 	seen, attempted int
+	found           tally // every socket seen, by class
 	destroyed, gone int
 	kept            keptSet
 	interrupted     bool
@@ -177,6 +180,7 @@ func (d *drainer) run(ctx context.Context, dumper *sockdiag.Conn) (*Report, erro
 		d.rep.Passes++
 		if d.rep.Passes == 1 {
 			d.rep.Found = p.seen
+			d.rep.FoundBy = p.found.groups()
 			d.split = false // what a later pass finds is little
 		}
 		last = p
@@ -227,6 +231,9 @@ func (d *drainer) finish(p *pass) {
 	d.rep.Bound = p.kept.bound
 	d.rep.Held = p.kept.held
 	d.rep.Left = p.kept.groups(d.ns.ID, d.deadline, d.opts.Keep == nil)
+	if !d.opts.DryRun {
+		d.rep.DestroyedBy = d.destroyed.groups()
+	}
 }
 
 // count dumps every table once and records what is left. A socket closed
@@ -395,7 +402,9 @@ func (d *drainer) dump(ctx context.Context, c *sockdiag.Conn, queue <-chan dumpJ
 				return err
 			}
 			local.seen++
-			if d.held(s) {
+			held := d.held(s)
+			local.found.add(s, held, d.opts.Occupied)
+			if held {
 				local.kept.addHeld(s)
 				return nil
 			}
@@ -433,6 +442,7 @@ func (d *drainer) merge(p, local *pass) {
 	p.attempted += local.attempted
 	p.interrupted = p.interrupted || local.interrupted
 	p.kept.merge(&local.kept)
+	p.found.merge(&local.found)
 }
 
 // workerConn returns the sock_diag socket of worker i, opening it on first use.
@@ -500,6 +510,7 @@ func (d *drainer) record(p *pass, b []sockdiag.Socket, res []error, err error) {
 		case e == nil:
 			p.destroyed++
 			d.rep.Destroyed++
+			d.destroyed.add(&b[i], false, d.opts.Occupied)
 		case errors.Is(e, sockdiag.ErrGone):
 			p.gone++
 			d.rep.AlreadyGone++

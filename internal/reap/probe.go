@@ -400,7 +400,7 @@ func ProbeCached(dir string) (*Capabilities, error) {
 	if len(boot) > 0 {
 		// A cache that cannot be written only costs the next hook a probe.
 		b, _ := json.Marshal(probeRecord{BootID: string(boot), Caps: caps})
-		_ = atomicfile.Write(file, b, 0o600)
+		_ = atomicfile.WriteVolatile(file, b, 0o600)
 	}
 	return caps, nil
 }

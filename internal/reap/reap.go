@@ -41,4 +41,8 @@ type Options struct {
 	// sockets with an inode had no holder: what is left is not looked up
 	// in /proc again.
 	Keep func(inode uint64) bool
+	// Occupied says live processes run in the namespace (a forced
+	// drain). It only labels Report.FoundBy and DestroyedBy: sockets
+	// with an inode count as the processes' then, else as the kernel's.
+	Occupied bool
 }

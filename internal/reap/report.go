@@ -42,6 +42,12 @@ type Report struct {
 	TimedOut    bool     `json:"timed_out,omitempty"`
 	DurationUS  int64    `json:"duration_us"`
 	Warnings    []string `json:"warnings,omitempty"`
+	// FoundBy and DestroyedBy group the sockets of the first dump and
+	// the destroyed ones like Left (for metrics; not in the JSON report).
+	// A socket with an inode counts as a process's when Options.Occupied
+	// says processes are inside, else as the kernel's.
+	FoundBy     []Group `json:"-"`
+	DestroyedBy []Group `json:"-"`
 }
 
 // maxErrors bounds the error strings kept in a report.

@@ -209,6 +209,28 @@ func CheckParents(path string) error {
 	}
 }
 
+// CheckFile checks a file whose content decides what sockreap does as
+// root (a configuration file): a regular file, not a symlink, owned by
+// root or the caller, writable by nobody else, in directories nobody else
+// may rewrite (CheckParents).
+func CheckFile(path string) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		return &fs.PathError{Op: "stat", Path: path, Err: err}
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+	case unix.S_IFLNK:
+		return &fs.PathError{Op: "check", Path: path, Err: ErrSymlink}
+	default:
+		return &fs.PathError{Op: "check", Path: path, Err: ErrNotRegular}
+	}
+	if err := ownerOK(path, &st); err != nil {
+		return err
+	}
+	return CheckParents(path)
+}
+
 // ownerOK refuses a file that group or others may write, or whose owner is
 // neither root nor the caller.
 func ownerOK(path string, st *unix.Stat_t) error {

@@ -121,3 +121,27 @@ func TestDirs(t *testing.T) {
 		t.Errorf("MkdirPrivate over a symlink: %v, want ErrSymlink", err)
 	}
 }
+
+func TestCheckFile(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(f, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckFile(f); err != nil {
+		t.Errorf("CheckFile of a 0644 file: %v", err)
+	}
+	if err := os.Chmod(f, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckFile(f); !errors.Is(err, ErrUnsafe) {
+		t.Errorf("CheckFile of a world-writable file: %v, want ErrUnsafe", err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(f, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckFile(link); !errors.Is(err, ErrSymlink) {
+		t.Errorf("CheckFile of a symlink: %v, want ErrSymlink", err)
+	}
+}

@@ -90,5 +90,12 @@ func readBounded(path string) ([]byte, error) {
 	if real, err := filepath.EvalSymlinks(path); err == nil {
 		path = real
 	}
+	// Its content decides what runs as root: nobody else may write it.
+	if err := safefs.CheckFile(path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w; refusing a configuration others can change", err)
+	}
 	return safefs.ReadFile(path, maxConfigSize)
 }

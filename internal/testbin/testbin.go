@@ -14,6 +14,7 @@ import (
 var packages = map[string]string{
 	"sockreap-hook": "github.com/sockreap/sockreap/hook",
 	"sockreap-shim": "github.com/sockreap/sockreap/shim",
+	"sockreap-nri":  "github.com/sockreap/sockreap/nri",
 }
 
 var dir string

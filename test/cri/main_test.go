@@ -15,10 +15,10 @@ import (
 	"github.com/sockreap/sockreap/internal/testbin"
 )
 
-func TestMain(m *testing.M) { testbin.Main(m, "sockreap-hook", "sockreap-shim") }
+func TestMain(m *testing.M) { testbin.Main(m, "sockreap-hook", "sockreap-shim", "sockreap-nri") }
 
 func bins() critest.Bins {
-	return critest.Bins{Hook: testbin.Path("sockreap-hook"), Shim: testbin.Path("sockreap-shim")}
+	return critest.Bins{Hook: testbin.Path("sockreap-hook"), Shim: testbin.Path("sockreap-shim"), NRI: testbin.Path("sockreap-nri")}
 }
 
 // need skips the test unless the rig can run here.

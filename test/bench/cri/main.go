@@ -1,7 +1,8 @@
 // Command cri measures what draining adds to stopping a Kubernetes pod:
 // the time `crictl stopp` takes on containerd 2.x for an empty pod and for
 // a pod whose app holds 1,000 sockets, with each way of draining
-// (critest modes: the sockreap runtime handler, ...) against plain runc,
+// (critest modes: the sockreap runtime handler, the NRI plugin as a warm
+// daemon where the engine has NRI) against plain runc,
 // interleaved in one run on warm daemons. It prints the median and p95 of
 // each cell and the median's difference to plain runc.
 //
@@ -38,10 +39,11 @@ func main() {
 	sockets := flag.Int("sockets", 1000, "sockets the app of the full pod holds (even)")
 	hook := flag.String("hook", "bin/sockreap-hook", "sockreap-hook binary")
 	shim := flag.String("shim", "bin/sockreap-shim", "sockreap-shim binary")
+	nri := flag.String("nri", "bin/sockreap-nri", "sockreap-nri binary")
 	engine := flag.String("engine", critest.Containerd22.Name, "containerd to run: "+critest.Containerd22.Name+" or "+critest.Containerd16.Name)
 	asJSON := flag.Bool("json", false, "print the result as JSON")
 	flag.Parse()
-	if err := run(*n, *warmup, *sockets, *hook, *shim, *engine, *asJSON); err != nil {
+	if err := run(*n, *warmup, *sockets, *hook, *shim, *nri, *engine, *asJSON); err != nil {
 		fmt.Fprintf(os.Stderr, "bench cri: %v\n", err)
 		os.Exit(1)
 	}
@@ -49,7 +51,11 @@ func main() {
 
 // modes are the columns: plain runc first, the baseline of the others.
 func modes(e *critest.Engine, b critest.Bins) []*critest.Mode {
-	return []*critest.Mode{critest.RuncMode(e), critest.HandlerMode(e, b)}
+	ms := []*critest.Mode{critest.RuncMode(e), critest.HandlerMode(e, b)}
+	if e.NRI {
+		ms = append(ms, critest.NRIMode(e, b, critest.NRIDaemon))
+	}
+	return ms
 }
 
 // workload is a row: what runs in the pod before it is stopped.
@@ -69,7 +75,7 @@ type cell struct {
 	stops    []time.Duration
 }
 
-func run(n, warmup, sockets int, hook, shim, engineName string, asJSON bool) error {
+func run(n, warmup, sockets int, hook, shim, nri, engineName string, asJSON bool) error {
 	if sockets <= 0 || sockets%2 != 0 {
 		return fmt.Errorf("-sockets %d: a positive even number (loopback pairs)", sockets)
 	}
@@ -82,8 +88,8 @@ func run(n, warmup, sockets int, hook, shim, engineName string, asJSON bool) err
 	if e == nil {
 		return fmt.Errorf("-engine %q: %s or %s", engineName, critest.Containerd22.Name, critest.Containerd16.Name)
 	}
-	bins := critest.Bins{Hook: hook, Shim: shim}
-	for _, p := range []*string{&bins.Hook, &bins.Shim} {
+	bins := critest.Bins{Hook: hook, Shim: shim, NRI: nri}
+	for _, p := range []*string{&bins.Hook, &bins.Shim, &bins.NRI} {
 		abs, err := absExecutable(*p)
 		if err != nil {
 			return fmt.Errorf("%w (make build)", err)

@@ -65,6 +65,11 @@ type result struct {
 	TargetMet        bool    `json:"target_met"`
 	PoststopDrained  int     `json:"poststop_drained"`
 	PoststopFailures int     `json:"poststop_failures"`
+	// Steps are the medians of what every hook run pays before its
+	// stage's own work: starting a process, starting sockreap-hook
+	// (Go runtime, command table), and a stage that does nothing but read
+	// the configuration and the state and write its log line.
+	Steps map[string]float64 `json:"steps_median_ms"`
 }
 
 func run(n, warmup int, hook, runtime string, asJSON bool, background string) error {
@@ -129,6 +134,9 @@ func run(n, warmup int, hook, runtime string, asJSON bool, background string) er
 	if err := hookDurations(logFile, &r); err != nil {
 		return err
 	}
+	if r.Steps, err = steps(hook, tmp, n); err != nil {
+		return err
+	}
 	if asJSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
@@ -140,12 +148,49 @@ func run(n, warmup int, hook, runtime string, asJSON bool, background string) er
 	fmt.Printf("  %-16s median %+7.2f ms   p95 %+7.2f ms\n", "added", r.AddedMedianMS, r.AddedP95MS)
 	fmt.Printf("  hook's own time (its log): createRuntime median %.2f ms, poststop median %.2f ms; %d poststops drained, %d failed\n",
 		r.CreateRuntimeMS, r.PoststopMS, r.PoststopDrained, r.PoststopFailures)
+	fmt.Printf("  per hook run (medians): exec of true %.2f ms, sockreap-hook version %.2f ms, a stage doing nothing but config, state and log %.2f ms\n",
+		r.Steps["exec_true"], r.Steps["hook_version"], r.Steps["hook_noop_stage"])
 	verdict := "met"
 	if !r.TargetMet {
 		verdict = "NOT met"
 	}
 	fmt.Printf("  target: under %.0f ms added at the median: %s\n", r.TargetMedianMS, verdict)
 	return nil
+}
+
+// steps times, interleaved, the fixed costs of a hook run.
+func steps(hook, tmp string, n int) (map[string]float64, error) {
+	truePath, err := exec.LookPath("true")
+	if err != nil {
+		return nil, err
+	}
+	state := `{"ociVersion":"1.0.2","id":"srbench-steps","status":"running","pid":1,"bundle":"` + tmp + `"}`
+	log := filepath.Join(tmp, "steps.log")
+	variants := []struct {
+		name string
+		args []string
+	}{
+		{"exec_true", []string{truePath}},
+		{"hook_version", []string{hook, "version"}},
+		{"hook_noop_stage", []string{hook, "startContainer", "--state-dir", filepath.Join(tmp, "steps"), "--log", log}},
+	}
+	ds := make([][]time.Duration, len(variants))
+	for range n {
+		for i, v := range variants {
+			cmd := exec.Command(v.args[0], v.args[1:]...)
+			cmd.Stdin = strings.NewReader(state)
+			start := time.Now()
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return nil, fmt.Errorf("%s: %v: %s", strings.Join(v.args, " "), err, out)
+			}
+			ds[i] = append(ds[i], time.Since(start))
+		}
+	}
+	m := map[string]float64{}
+	for i, v := range variants {
+		m[v.name] = summarize(ds[i]).MedianMS
+	}
+	return m, nil
 }
 
 // cycle runs one container to completion and deletes it.

@@ -1,0 +1,154 @@
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	iofs "io/fs"
+	"os"
+	"time"
+
+	"github.com/sockreap/sockreap/internal/config"
+	"github.com/sockreap/sockreap/internal/dyingns"
+	"github.com/sockreap/sockreap/internal/lifecycle"
+	"github.com/sockreap/sockreap/internal/metrics"
+	"github.com/sockreap/sockreap/internal/pin"
+	"github.com/sockreap/sockreap/internal/reap"
+)
+
+func init() {
+	c := &Command{
+		Name:    "stats",
+		Summary: "print sockreap's metrics on this node: drains, sockets, failures, pins (what node_exporter serves)",
+		Usage:   "stats [--config FILE] [--metrics-dir DIR] [--prom]",
+	}
+	c.Run = func(env *Env, args []string) error { return runStats(env, c, args) }
+	Register(c)
+}
+
+// addMetrics adds --metrics-dir.
+func (f *commonFlags) addMetrics(fs *flag.FlagSet) {
+	fs.StringVar(&f.metricsDir, "metrics-dir", "", "node_exporter textfile directory for sockreap.prom (default "+config.DefaultMetricsDir+
+		", or $"+config.EnvMetrics+", or metrics_dir in the config file; a missing directory turns metrics off)")
+}
+
+// openMetrics is the textfile sink of the resolved metrics directory,
+// nil when metrics are off (no directory configured, or none there).
+func openMetrics(cfg *config.Config) *metrics.Textfile {
+	if cfg.MetricsDir == "" {
+		return nil
+	}
+	t, err := metrics.OpenTextfile(cfg.MetricsDir)
+	if err != nil {
+		return nil
+	}
+	return t
+}
+
+// outcomeName is an outcome's action for the outcome label.
+func outcomeName(o lifecycle.Outcome) string {
+	if o.Action == "" {
+		return string(lifecycle.Failed)
+	}
+	return string(o.Action)
+}
+
+// recordStage books a hook stage run and the pins left after it.
+func recordStage(t *metrics.Textfile, cfg *config.Config, stage string, out lifecycle.Outcome, d time.Duration, failed bool) error {
+	ev := metrics.DrainEvent{Frontend: metrics.FrontendHook, Stage: stage, Outcome: outcomeName(out),
+		StageDuration: d, Report: out.Report, Failed: failed}
+	var g metrics.Gauges
+	if n, err := (pin.Store{Dir: cfg.StateDir}).Count(); err == nil {
+		g.Pins = metrics.Int(n)
+	}
+	return t.Update(func(r *metrics.Recorder) {
+		r.Record(ev)
+		r.SetGauges(g)
+	})
+}
+
+// gcEvent is what one pin gc looked at counts for: a drain when it drained
+// (or failed), a release when the pin went.
+func gcEvent(out lifecycle.Outcome) metrics.DrainEvent {
+	ev := metrics.DrainEvent{Frontend: metrics.FrontendGC, Report: out.Report, Released: out.Released && out.Action == lifecycle.Released,
+		Failed: out.Action == lifecycle.Failed}
+	switch {
+	case out.Report != nil && out.Err != nil, out.Action == lifecycle.Failed:
+		ev.Outcome = string(lifecycle.Failed)
+	case out.Report != nil:
+		ev.Outcome = string(lifecycle.Drained)
+	default:
+		ev.Outcome = string(out.Action)
+	}
+	return ev
+}
+
+// nodeGauges are the figures gc and doctor refresh: the kernel's
+// capabilities (the probe cache) and the dying namespaces.
+func nodeGauges(stateDir string, shrink bool) (metrics.Gauges, *dyingns.Census, error) {
+	var g metrics.Gauges
+	if caps, err := reap.ProbeCached(stateDir); err == nil {
+		g.Kernel = caps
+	}
+	c, err := dyingns.Count(dyingns.Options{Shrink: shrink})
+	if err != nil {
+		return g, nil, err
+	}
+	g.DyingNetns, g.DyingNetnsUpper = metrics.Int(c.Lower), metrics.Int(c.Upper)
+	return g, &c, nil
+}
+
+func runStats(env *Env, c *Command, args []string) error {
+	var cf commonFlags
+	fs := NewFlags(env, c)
+	fs.StringVar(&cf.configPath, "config", "", "configuration file (default "+config.DefaultPath+", or $"+config.EnvConfig+")")
+	cf.addMetrics(fs)
+	prom := fs.Bool("prom", false, "print the exposition node_exporter serves (sockreap.prom) instead of tables")
+	if done, err := Parse(env, fs, args); done {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return Usagef(c.Name, "unexpected argument %q", fs.Arg(0))
+	}
+	o := cf.overrides()
+	o.LogFile = os.DevNull
+	s := resolve(env, o)
+	for _, p := range s.problems {
+		fmt.Fprintf(env.Stderr, "%s stats: warning: %v\n", Prog, p)
+	}
+	dir := s.cfg.MetricsDir
+	if dir == "" {
+		return Usagef(c.Name, "metrics are off (metrics_dir = \"\" in %s); give --metrics-dir DIR", s.cfg.Path)
+	}
+	if _, err := os.Stat(dir); errors.Is(err, iofs.ErrNotExist) {
+		return Usagef(c.Name, "no metrics directory %s: install node_exporter (its textfile directory) or give --metrics-dir DIR", dir)
+	}
+	r, err := metrics.Load(dir)
+	if err != nil {
+		return Failf(c.Name, "%v", err)
+	}
+	if *prom {
+		return r.WriteText(env.Stdout)
+	}
+	fmt.Fprintf(env.Stdout, "metrics in %s\n", dir)
+	return r.WriteSummary(env.Stdout)
+}
+
+// recordGC books gc's run: each pin's event (not for a dry run), the pins
+// left and the stale ones, and the node's gauges.
+func recordGC(t *metrics.Textfile, cfg *config.Config, events []metrics.DrainEvent, stale int, now time.Time, dryRun bool) error {
+	g, _, err := nodeGauges(cfg.StateDir, false)
+	if n, cerr := (pin.Store{Dir: cfg.StateDir}).Count(); cerr == nil {
+		g.Pins = metrics.Int(n)
+	}
+	g.PinsStale, g.GCRun = metrics.Int(stale), &now
+	uerr := t.Update(func(r *metrics.Recorder) {
+		if !dryRun {
+			for _, ev := range events {
+				r.Record(ev)
+			}
+		}
+		r.SetGauges(g)
+	})
+	return errors.Join(uerr, err)
+}

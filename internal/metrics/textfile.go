@@ -1,0 +1,245 @@
+package metrics
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultDir is where Debian's and most distributions' node_exporter
+// textfile collector reads *.prom files.
+const DefaultDir = "/var/lib/prometheus/node-exporter"
+
+// Files in the metrics directory.
+const (
+	PromFile   = "sockreap.prom"     // the exposition node_exporter reads
+	StateFile  = "sockreap.state"    // the counters (JSON), flocked while updated
+	runningDir = ".sockreap-running" // a marker per hook process at work
+)
+
+// Textfile is the node_exporter textfile sink of one directory.
+type Textfile struct {
+	Dir    string
+	marker string // this process's running marker, "" when none
+}
+
+// Open returns the textfile sink for dir, or Nop when dir is empty or
+// does not exist (no node_exporter here: metrics are quietly off).
+func Open(dir string) Sink {
+	t, err := OpenTextfile(dir)
+	if err != nil {
+		return Nop{}
+	}
+	return t
+}
+
+// OpenTextfile returns the textfile sink for dir, which must be a
+// directory.
+func OpenTextfile(dir string) (*Textfile, error) {
+	if dir == "" {
+		return nil, errors.New("no metrics directory given")
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("metrics directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("metrics directory %s is not a directory", dir)
+	}
+	return &Textfile{Dir: dir}, nil
+}
+
+// Begin marks this process as a hook at work in stage, so that if it is
+// killed before Record (a runtime kills a hook at its OCI timeout) the
+// next writer counts it as killed. Failing to mark costs only that.
+func (t *Textfile) Begin(stage string) {
+	start, err := startTime(os.Getpid())
+	if err != nil {
+		return
+	}
+	dir := filepath.Join(t.Dir, runningDir)
+	name := filepath.Join(dir, fmt.Sprintf("%s.%d.%d", stage, os.Getpid(), start))
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_WRONLY|unix.O_NOFOLLOW, 0o644)
+	if errors.Is(err, fs.ErrNotExist) {
+		_ = os.Mkdir(dir, 0o755) // or made meanwhile by another hook
+		f, err = os.OpenFile(name, os.O_CREATE|os.O_WRONLY|unix.O_NOFOLLOW, 0o644)
+	}
+	if err != nil {
+		return
+	}
+	f.Close()
+	t.marker = name
+}
+
+// Record adds e to the counters and rewrites the exposition.
+func (t *Textfile) Record(e DrainEvent) error {
+	return t.Update(func(r *Recorder) { r.Record(e) })
+}
+
+// SetGauges sets gauges and rewrites the exposition.
+func (t *Textfile) SetGauges(g Gauges) error {
+	return t.Update(func(r *Recorder) { r.SetGauges(g) })
+}
+
+// Update applies fn to the counters under the state file's lock, then
+// writes the state and the exposition, each by rename, so that a reader
+// sees the old file or the new one. Concurrent updaters (hooks of
+// containers stopping together) queue on the lock and lose nothing.
+func (t *Textfile) Update(fn func(*Recorder)) error {
+	f, err := t.lock()
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r, err := decode(f)
+	if err != nil {
+		// A damaged state (a crash mid-write on a filesystem that
+		// lost the data) restarts the counters: Prometheus reads it
+		// as a counter reset.
+		r = NewRecorder()
+	}
+	t.sweep(r)
+	fn(r)
+	state, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode metrics state: %w", err)
+	}
+	var b bytes.Buffer
+	if err := r.WriteText(&b); err != nil {
+		return err
+	}
+	// The exposition first: replacing the state lets the next writer in
+	// (it locks the new file at once), and its exposition must not be
+	// overwritten by this older one.
+	if err := replace(filepath.Join(t.Dir, PromFile), b.Bytes()); err != nil {
+		return err
+	}
+	return replace(filepath.Join(t.Dir, StateFile), state)
+}
+
+// Load reads the counters of the textfile in dir, counting hooks that were
+// killed meanwhile.
+func Load(dir string) (*Recorder, error) {
+	t, err := OpenTextfile(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out *Recorder
+	err = t.Update(func(r *Recorder) { out = r })
+	return out, err
+}
+
+// lock opens the state file and takes its exclusive lock. The state is
+// replaced by rename, so a lock won on a file renamed over meanwhile is
+// let go and taken again on the current one.
+func (t *Textfile) lock() (*os.File, error) {
+	path := filepath.Join(t.Dir, StateFile)
+	for range 100 {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("open metrics state: %w", err)
+		}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("lock metrics state %s: %w", path, err)
+		}
+		var held, now unix.Stat_t
+		if unix.Fstat(int(f.Fd()), &held) == nil && unix.Stat(path, &now) == nil && held.Ino == now.Ino && held.Dev == now.Dev {
+			return f, nil
+		}
+		f.Close()
+	}
+	return nil, fmt.Errorf("lock metrics state %s: replaced under every attempt", path)
+}
+
+func decode(f *os.File) (*Recorder, error) {
+	b, err := io.ReadAll(io.LimitReader(f, 16<<20))
+	if err != nil {
+		return nil, err
+	}
+	r := NewRecorder()
+	if len(b) == 0 {
+		return r, nil
+	}
+	if err := json.Unmarshal(b, r); err != nil {
+		return nil, err
+	}
+	r.init()
+	return r, nil
+}
+
+// replace writes data to a temporary file beside path and renames it over
+// path. It does not fsync: a crash may lose the latest counts, which
+// Prometheus takes as a counter reset, and a sync per hook would cost
+// milliseconds on a busy disk.
+func replace(path string, data []byte) error {
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp."+strconv.Itoa(os.Getpid()))
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("replace %s: %w", path, err)
+	}
+	return nil
+}
+
+// sweep removes this process's running marker and counts as killed the
+// hooks whose marker outlived their process.
+func (t *Textfile) sweep(r *Recorder) {
+	if t.marker != "" {
+		os.Remove(t.marker)
+		t.marker = ""
+	}
+	dir := filepath.Join(t.Dir, runningDir)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		parts := strings.Split(e.Name(), ".")
+		if len(parts) != 3 {
+			continue
+		}
+		pid, err1 := strconv.Atoi(parts[1])
+		start, err2 := strconv.ParseUint(parts[2], 10, 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		if now, err := startTime(pid); err == nil && now == start {
+			continue // still at work
+		}
+		if os.Remove(filepath.Join(dir, e.Name())) == nil {
+			r.killed(parts[0])
+		}
+	}
+}
+
+// startTime is a process's start time in clock ticks since boot (field 22
+// of /proc/PID/stat): with the pid it names one process, whatever reuses
+// the pid later.
+func startTime(pid int) (uint64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, errors.New("malformed stat")
+	}
+	fields := strings.Fields(string(b[i+1:]))
+	if len(fields) < 20 {
+		return 0, errors.New("malformed stat")
+	}
+	return strconv.ParseUint(fields[19], 10, 64)
+}
