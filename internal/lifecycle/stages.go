@@ -9,6 +9,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sockreap/sockreap/internal/oci"
 	"github.com/sockreap/sockreap/internal/pin"
+	"github.com/sockreap/sockreap/internal/steptime"
 	"github.com/sockreap/sockreap/internal/textsafe"
 )
 
@@ -34,6 +35,7 @@ func (c *Core) CreateRuntime(ctx context.Context, st *specs.State) Outcome {
 		if cfg.NetnsPath != "" {
 			kind = c.Namespaces.Classify(cfg.NetnsPath).Kind
 		}
+		steptime.Mark("config.json")
 		if needed, why := oci.PinNeeded(cfg, kind); !needed {
 			o.Action, o.Reason = NothingToDo, "no pin needed: "+why
 			return o
@@ -46,13 +48,16 @@ func (c *Core) CreateRuntime(ctx context.Context, st *specs.State) Outcome {
 	// whatever happens to the pid meanwhile.
 	source := "/proc/" + strconv.Itoa(st.Pid) + "/ns/net"
 	ns, err := c.Namespaces.Open(source)
+	steptime.Mark("ns-open")
 	if err != nil {
 		return o.fail(fmt.Errorf("container %s: %w", textsafe.Quote(st.ID), err))
 	}
 	defer ns.Close()
 	o.Netns = ns.ID.String()
 	c.progress(o)
-	if _, err := c.check(ns.ID); err != nil {
+	_, err = c.check(ns.ID)
+	steptime.Mark("ns-check")
+	if err != nil {
 		// The container shares the host's (or the runtime's) namespace:
 		// nothing of its own to drain later.
 		o.Action, o.Reason = NothingToDrain, err.Error()
@@ -61,12 +66,14 @@ func (c *Core) CreateRuntime(ctx context.Context, st *specs.State) Outcome {
 	root := c.Containers.Root()
 	key := pin.KeyOf(st.ID, root)
 	unlock, err := c.Pins.Lock(key, true)
+	steptime.Mark("lock")
 	if err != nil {
 		return o.fail(err)
 	}
 	defer unlock()
 	m := pin.Meta{ID: st.ID, Key: key, Root: root, PID: st.Pid, Bundle: st.Bundle, RuntimeState: c.Containers.RuntimeState(st.ID)}
 	p, err := c.Pins.PinNS(ns, m)
+	steptime.Mark("pin")
 	var other *pin.ErrOtherNetns
 	if errors.As(err, &other) {
 		// A leftover of an earlier container with this key whose
@@ -119,6 +126,7 @@ func (c *Core) Poststop(ctx context.Context, st *specs.State) Outcome {
 	defer unlock()
 
 	p, perr := c.Pins.Get(key)
+	steptime.Mark("pin-lookup")
 	if perr != nil && !errors.Is(perr, pin.ErrNoPin) {
 		o.warn("%v", perr)
 	}
@@ -135,6 +143,7 @@ func (c *Core) Poststop(ctx context.Context, st *specs.State) Outcome {
 		if cfg, cfgErr = c.Bundles.ReadConfig(st.Bundle); cfgErr == nil {
 			optedOut = oci.DrainDisabled(cfg.Annotations)
 		}
+		steptime.Mark("config.json")
 	}
 	if optedOut {
 		o.Action, o.Reason = OptedOut, "opted out by annotation "+oci.AnnotationDrain
