@@ -159,10 +159,6 @@ func NewDaemon(t T, e *Engine) *Daemon {
 			t.Fatalf("%v", err)
 		}
 	}
-	crictl := fmt.Sprintf("runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 60\n", d.Sock, d.Sock)
-	if err := os.WriteFile(filepath.Join(dir, "crictl.yaml"), []byte(crictl), 0o644); err != nil {
-		t.Fatalf("%v", err)
-	}
 	conf := fmt.Sprintf("hook_args = [%q, %q, %q, %q]\n", "--state-dir", d.HookState, "--log", d.HookLog)
 	if err := os.WriteFile(d.ShimConfig, []byte(conf), 0o644); err != nil {
 		t.Fatalf("%v", err)
@@ -270,7 +266,8 @@ func (d *Daemon) LogTail(n int) string {
 // crictl runs crictl against the daemon and returns its output (stdout;
 // stderr too on error).
 func (d *Daemon) crictl(args ...string) (string, error) {
-	cmd := exec.Command(Crictl(), append([]string{"--config", filepath.Join(d.Dir, "crictl.yaml")}, args...)...)
+	ep := "unix://" + d.Sock
+	cmd := exec.Command(Crictl(), append([]string{"--config", os.DevNull, "--runtime-endpoint", ep, "--image-endpoint", ep, "--timeout", "60s"}, args...)...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

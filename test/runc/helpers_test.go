@@ -28,7 +28,10 @@ import (
 // hookBin is sockreap-hook built for this test run.
 func hookBin() string { return testbin.Path("sockreap-hook") }
 
-func TestMain(m *testing.M) { testbin.Main(m, "sockreap-hook") }
+func TestMain(m *testing.M) {
+	nettest.RunHelper()
+	testbin.Main(m, "sockreap-hook")
+}
 
 // runtime is an OCI runtime binary under test.
 type runtime struct {
