@@ -23,6 +23,7 @@ import (
 	"github.com/sockreap/sockreap/internal/config"
 	"github.com/sockreap/sockreap/internal/lifecycle"
 	"github.com/sockreap/sockreap/internal/logging"
+	"github.com/sockreap/sockreap/internal/metrics"
 	"github.com/sockreap/sockreap/internal/oci"
 	"github.com/sockreap/sockreap/internal/steptime"
 	"golang.org/x/sys/unix"
@@ -176,7 +177,10 @@ func runStage(env *Env, c *Command, stage oci.Stage, args []string, fn stageFunc
 	}
 	s := resolve(env, o)
 	budget := effectiveBudget(s.cfg.BudgetDuration(), ociTimeout)
-	mt := openMetrics(s.cfg)
+	var mt *metrics.Textfile
+	if fn != nil { // stages that do nothing are not worth a metric
+		mt = openMetrics(s.cfg)
+	}
 	if mt != nil {
 		mt.Begin(string(stage)) // if the runtime kills this process, the next hook counts it
 	}
