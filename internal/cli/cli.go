@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/sockreap/sockreap/internal/reap"
+	"github.com/sockreap/sockreap/internal/steptime"
 )
 
 // Env is what a command may touch of the outside world.
@@ -54,6 +55,7 @@ const Prog = "sockreap-hook"
 // Main runs the command named by args[0], prints its error (one line
 // naming the command) and returns its exit code (see ExitCode).
 func Main(args []string, env *Env) int {
+	steptime.Mark("init")
 	// One short-lived process per hook or drain: it owns GOMAXPROCS and
 	// gives the drain's destroyers a P each (reap.Drain does not touch it).
 	runtime.GOMAXPROCS(reap.GOMAXPROCS(0))

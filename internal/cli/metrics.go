@@ -6,6 +6,7 @@ import (
 	"fmt"
 	iofs "io/fs"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/sockreap/sockreap/internal/config"
@@ -42,6 +43,9 @@ func openMetrics(cfg *config.Config) *metrics.Textfile {
 	if err != nil {
 		return nil
 	}
+	// Running markers on the state directory's tmpfs: cheaper than the
+	// textfile directory's disk.
+	t.RunDir = filepath.Join(cfg.StateDir, "metrics-running")
 	return t
 }
 

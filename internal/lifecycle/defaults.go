@@ -31,6 +31,14 @@ func (SystemNamespaces) Self() (netns.ID, error)                  { return netns
 type Checker struct{}
 
 func (Checker) InUse(ctx context.Context, ns *netns.NS, h Hint) (Occupants, error) {
+	// A scan of a busy host gets at most half of what is left of the
+	// budget, so that the drain keeps the other half; a scan cut short
+	// keeps the sockets it could not clear.
+	if dl, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(dl)/2))
+		defer cancel()
+	}
 	v, err := inuse.Check(ctx, ns, inuse.Hint{PIDs: h.PIDs, Cgroups: h.Cgroups, Everyone: h.Everyone})
 	if err != nil {
 		return Occupants{}, err

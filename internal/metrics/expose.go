@@ -117,10 +117,9 @@ func head(w io.Writer, name, typ string) {
 
 // quote quotes a label value as the text format wants: backslash, double
 // quote and newline escaped.
-func quote(s string) string {
-	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
-	return `"` + r.Replace(s) + `"`
-}
+func quote(s string) string { return `"` + escaper.Replace(s) + `"` }
+
+var escaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 
 func labels(names []string, k string, extra ...string) string {
 	var parts []string

@@ -24,7 +24,7 @@ import (
 
 // Both commands are built into one directory: the shim finds the hook
 // next to itself.
-func TestMain(m *testing.M) { testbin.Main(m, "sockreap-hook", "sockreap-shim") }
+func TestMain(m *testing.M) { testbin.Main(m, "sockreap-hook", "sockreap-shim", "sockreap-nri") }
 
 func hookBin() string { return testbin.Path("sockreap-hook") }
 func shimBin() string { return testbin.Path("sockreap-shim") }

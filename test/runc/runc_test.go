@@ -339,9 +339,11 @@ func TestRunc50Parallel(t *testing.T) {
 
 // TestRuncDrainsNetnsNamedInConfig covers poststop without a pin: the
 // container joins a namespace mounted by its engine (as CNI does for a
-// Kubernetes pod, /var/run/netns/cni-...), only the poststop hook is
-// installed, and poststop must find the namespace through config.json's
-// nsfs mount, drain it, and so let it go when its name is removed.
+// Kubernetes pod, /var/run/netns/cni-...). The createRuntime hook that
+// configure runc installed for every container returns at once (no pin:
+// the path is how poststop reaches the namespace), and poststop must find
+// the namespace through config.json's nsfs mount, drain it, and so let it
+// go when its name is removed.
 func TestRuncDrainsNetnsNamedInConfig(t *testing.T) {
 	rt := requireRuntime(t, "runc")
 	h := newHooks(t)
@@ -349,9 +351,14 @@ func TestRuncDrainsNetnsNamedInConfig(t *testing.T) {
 	link := nettest.Connect(t, x, peer)
 	b := newBundle(t, bundleSpec{args: senderArgs(link.B4.String(), peerPort), netnsPath: x.Path})
 	h.install(t, b)
-	dropHook(t, b, "createRuntime")
 	peer.Listen(t, netip.AddrPortFrom(link.B4, peerPort), 8, 4096)
 	c := rt.create(t, b)
+	if ls := h.find(t, c.id, "createRuntime"); len(ls) != 1 || ls[0]["action"] != "nothing-to-do" || !strings.Contains(fmt.Sprint(ls[0]["msg"]), "no pin needed") {
+		t.Errorf("createRuntime log %v: want one nothing-to-do line saying no pin is needed", ls)
+	}
+	if ps := h.pins(t); len(ps) != 0 {
+		t.Errorf("pinned although config.json names the namespace: %v", ps)
+	}
 	c.start(t)
 	c.waitStuckSender(t)
 	c.stop(t)
