@@ -37,9 +37,7 @@ type Drainer interface {
 // Plugin handles NRI pod events. Its exported fields are read-only once it
 // serves; the budget and the log may change when the runtime configures it.
 type Plugin struct {
-	// Observe, when set, is called with every pod's result (metrics).
-	Observe func(Result)
-
+	observe atomic.Pointer[func(Result)]
 	drainer atomic.Pointer[Drainer]
 	budget  atomic.Int64 // nanoseconds; 0 means DefaultBudget
 	log     atomic.Pointer[slog.Logger]
@@ -54,6 +52,9 @@ func New(d Drainer, log *slog.Logger, budget time.Duration) *Plugin {
 	p.SetBudget(budget)
 	return p
 }
+
+// SetObserver makes the plugin call fn with every pod's result (metrics).
+func (p *Plugin) SetObserver(fn func(Result)) { p.observe.Store(&fn) }
 
 // SetDrainer makes the plugin drain with d.
 func (p *Plugin) SetDrainer(d Drainer) { p.drainer.Store(&d) }
@@ -101,8 +102,8 @@ func (p *Plugin) handle(ctx context.Context, pod *api.PodSandbox, event string) 
 	res.Event = event
 	res.Duration = time.Since(start)
 	p.logResult(pod, res, budget)
-	if p.Observe != nil {
-		p.Observe(res)
+	if fn := p.observe.Load(); fn != nil {
+		(*fn)(res)
 	}
 }
 

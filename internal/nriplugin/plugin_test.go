@@ -83,7 +83,7 @@ func TestStopDrainsThePodNamespaceAndLogsOneLine(t *testing.T) {
 	}}
 	p, buf := newTestPlugin(d, 0)
 	var seen []Result
-	p.Observe = func(r Result) { seen = append(seen, r) }
+	p.SetObserver(func(r Result) { seen = append(seen, r) })
 	if err := p.StopPodSandbox(context.Background(), pod("/var/run/netns/cni-1")); err != nil {
 		t.Fatalf("StopPodSandbox = %v, want nil", err)
 	}
