@@ -184,6 +184,7 @@ func runStage(env *Env, c *Command, stage oci.Stage, args []string, fn stageFunc
 	if mt != nil {
 		mt.Begin(string(stage)) // if the runtime kills this process, the next hook counts it
 	}
+	steptime.Mark("metrics-begin")
 
 	w := &watch{}
 	core := s.core()
@@ -221,6 +222,7 @@ func runStage(env *Env, c *Command, stage oci.Stage, args []string, fn stageFunc
 		// (a pin, at worst) is for gc.
 		out = w.abandoned(fmt.Errorf("stage did not finish within its budget of %s; exiting (gc releases what is left)", budget))
 	}
+	steptime.Mark("handoff")
 	var problems []error
 	for _, p := range s.problems {
 		problems = append(problems, badInput{p})
@@ -231,7 +233,7 @@ func runStage(env *Env, c *Command, stage oci.Stage, args []string, fn stageFunc
 			out.Warnings = append(out.Warnings, "metrics: "+merr.Error())
 		}
 	}
-	steptime.Mark("rest")
+	steptime.Mark("metrics")
 	logStage(s.log, stage, out, time.Since(start), budget, err)
 	steptime.Mark("log-write")
 	steptime.Flush(string(stage))

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sockreap/sockreap/internal/steptime"
 	"github.com/sockreap/sockreap/test/bench/load"
 	"golang.org/x/sys/unix"
 )
@@ -30,6 +31,7 @@ func main() {
 	hook := flag.String("hook", "bin/sockreap-hook", "sockreap-hook binary (built with go build when missing)")
 	runtime := flag.String("runtime", "runc", "OCI runtime")
 	asJSON := flag.Bool("json", false, "print the result as JSON")
+	stepTimes := flag.Bool("steps", false, "time each step inside the hook processes (SOCKREAP_STEPTIME in the hooks' environment, which costs a file append per run) and print their medians per stage")
 	bg := flag.Int("load", 0, "background processes to start first (ten threads each on average; package test/bench/load), removed afterwards")
 	flag.Parse()
 	l, err := load.Start(*bg, 10**bg)
@@ -37,7 +39,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "hooklatency: background load: %v\n", err)
 		os.Exit(1)
 	}
-	err = run(*n, *warmup, *hook, *runtime, *asJSON, l.String())
+	err = run(*n, *warmup, *hook, *runtime, *asJSON, *stepTimes, l.String())
 	l.Stop()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "hooklatency: %v\n", err)
@@ -77,9 +79,17 @@ type result struct {
 	// (Go runtime, command table), and a stage that does nothing but read
 	// the configuration and the state and write its log line.
 	Steps map[string]float64 `json:"steps_median_ms"`
+	// StageSteps are, with -steps, the medians of each step inside the
+	// hook processes (package steptime), by stage, in the order run.
+	StageSteps map[string][]stepMedian `json:"stage_steps_median_ms,omitempty"`
 }
 
-func run(n, warmup int, hook, runtime string, asJSON bool, background string) error {
+type stepMedian struct {
+	Step     string  `json:"step"`
+	MedianMS float64 `json:"median_ms"`
+}
+
+func run(n, warmup int, hook, runtime string, asJSON, stepTimes bool, background string) error {
 	if n < 30 {
 		return fmt.Errorf("-n %d: at least 30 cycles per variant", n)
 	}
@@ -134,6 +144,12 @@ func run(n, warmup int, hook, runtime string, asJSON bool, background string) er
 			return fmt.Errorf("configure runc: %v: %s", err, out)
 		}
 	}
+	stepsFile := filepath.Join(tmp, "steps.jsonl")
+	if stepTimes {
+		if err := hookEnv(hooked, hook, steptime.Env+"="+stepsFile); err != nil {
+			return err
+		}
+	}
 
 	var without, with, withMetrics []time.Duration
 	for i := 0; i < warmup+n; i++ {
@@ -166,6 +182,11 @@ func run(n, warmup int, hook, runtime string, asJSON bool, background string) er
 	if r.Steps, err = steps(hook, tmp, n); err != nil {
 		return err
 	}
+	if stepTimes {
+		if r.StageSteps, err = stageSteps(stepsFile, warmup); err != nil {
+			return err
+		}
+	}
 	if asJSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
@@ -185,6 +206,15 @@ func run(n, warmup int, hook, runtime string, asJSON bool, background string) er
 		r.Steps["exec_true"], r.Steps["hook_version"], r.Steps["hook_noop_stage"])
 	fmt.Printf("  a poststop process with metrics off / on (medians): %.2f / %.2f ms: metrics add %+.2f ms (target under 1 ms)\n",
 		r.Steps["hook_poststop_metrics_off"], r.Steps["hook_poststop_metrics_on"], r.Steps["hook_poststop_metrics_on"]-r.Steps["hook_poststop_metrics_off"])
+	for _, stage := range []string{"createRuntime", "poststop"} {
+		if ss := r.StageSteps[stage]; len(ss) > 0 {
+			fmt.Printf("  inside the %s process (medians, ms):", stage)
+			for _, st := range ss {
+				fmt.Printf(" %s %.2f", st.Step, st.MedianMS)
+			}
+			fmt.Println()
+		}
+	}
 	verdict := "met"
 	if !r.TargetMet {
 		verdict = "NOT met"
@@ -370,4 +400,83 @@ func makeBundle(dir string) (string, error) {
 	}
 	out, _ := json.MarshalIndent(doc, "", "\t")
 	return dir, os.WriteFile(path, out, 0o644)
+}
+
+// hookEnv sets env in the environment of the hooks of bundle that run
+// hook (runtimes start hooks with only their own "env").
+func hookEnv(bundle, hook string, env ...string) error {
+	path := filepath.Join(bundle, "config.json")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return err
+	}
+	hooks, _ := doc["hooks"].(map[string]any)
+	for _, list := range hooks {
+		for _, h := range list.([]any) {
+			if m := h.(map[string]any); m["path"] == hook {
+				m["env"] = env
+			}
+		}
+	}
+	out, err := json.MarshalIndent(doc, "", "\t")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, out, 0o644)
+}
+
+// stageSteps reads the steps the hooks recorded (package steptime) and
+// returns each step's median by stage, skipping the warm-up runs.
+func stageSteps(file string, warmup int) (map[string][]stepMedian, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, fmt.Errorf("step times: %w", err)
+	}
+	defer f.Close()
+	type line struct {
+		Label string
+		Steps []struct {
+			Step string
+			MS   float64
+		}
+	}
+	seen := map[string]int{}
+	order := map[string][]string{}
+	times := map[string]map[string][]time.Duration{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var l line
+		if json.Unmarshal(sc.Bytes(), &l) != nil {
+			continue
+		}
+		if seen[l.Label]++; seen[l.Label] <= warmup {
+			continue
+		}
+		if times[l.Label] == nil {
+			times[l.Label] = map[string][]time.Duration{}
+		}
+		total := 0.0
+		for _, st := range l.Steps {
+			if _, ok := times[l.Label][st.Step]; !ok {
+				order[l.Label] = append(order[l.Label], st.Step)
+			}
+			times[l.Label][st.Step] = append(times[l.Label][st.Step], time.Duration(st.MS*float64(time.Millisecond)))
+			total += st.MS
+		}
+		times[l.Label][" total"] = append(times[l.Label][" total"], time.Duration(total*float64(time.Millisecond)))
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	out := map[string][]stepMedian{}
+	for label, names := range order {
+		for _, name := range append(names, " total") {
+			out[label] = append(out[label], stepMedian{strings.TrimSpace(name), summarize(times[label][name]).MedianMS})
+		}
+	}
+	return out, nil
 }
