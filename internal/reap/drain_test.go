@@ -166,9 +166,9 @@ func TestDrainOrphans(t *testing.T) {
 
 	// The namespace is now free to go: deleting it removes the veth end
 	// in P at once.
-	gone := nettest.DeleteAndWatch(t, f.x, f.p, f.link.NameB)
+	gone := nettest.DeleteAndWatch(t, f.x, f.p, f.link.NameB, nettest.FreeWait)
 	if gone < 0 {
-		t.Fatal("netns X still alive 1s after deletion although drained")
+		t.Fatalf("netns X still alive %v after deletion although drained", nettest.FreeWait)
 	}
 }
 
@@ -176,7 +176,7 @@ func TestUndrainedOrphanKeepsNetnsAlive(t *testing.T) {
 	f := newFixture(t)
 	f.makeOrphans(t)
 	// Control: without a drain the orphans hold X and its veth.
-	if gone := nettest.DeleteAndWatch(t, f.x, f.p, f.link.NameB); gone >= 0 {
+	if gone := nettest.DeleteAndWatch(t, f.x, f.p, f.link.NameB, time.Second); gone >= 0 {
 		t.Fatalf("netns X freed %v after deletion despite its orphans; the drain test proves nothing", gone)
 	}
 }
