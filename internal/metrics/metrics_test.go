@@ -2,6 +2,7 @@ package metrics_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -268,5 +269,29 @@ func BenchmarkTextfileRecord(b *testing.B) {
 		if err := t.Record(orphanDrained()); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A directory others may write, or a symlink to one, is refused: sockreap
+// writes there as root.
+func TestOpenTextfileRefusesUnsafeDirs(t *testing.T) {
+	base := t.TempDir()
+	open := filepath.Join(base, "open")
+	if err := os.Mkdir(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(open, 0o777)
+	if _, err := metrics.OpenTextfile(open); err == nil || !strings.Contains(err.Error(), "chmod go-w") {
+		t.Errorf("world-writable directory: %v", err)
+	}
+	link := filepath.Join(base, "link")
+	if err := os.Symlink(t.TempDir(), link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := metrics.OpenTextfile(link); err == nil {
+		t.Error("a symlink to a directory was accepted")
+	}
+	if _, err := metrics.OpenTextfile(filepath.Join(base, "none")); !errors.Is(err, metrics.ErrNoDir) {
+		t.Errorf("missing directory: %v, want ErrNoDir", err)
 	}
 }
