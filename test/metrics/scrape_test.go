@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -439,4 +440,41 @@ scrape_configs:
 			t.Errorf("%s = %v (result %v), want %v", c.q, got, ok, c.want)
 		}
 	}
+	t.Logf("Prometheus holds:\n%s", series(t, promURL, `{__name__=~"sockreap_.*",__name__!~".*_bucket"}`))
+}
+
+// series returns every series an instant query returns, one per line,
+// sorted.
+func series(t *testing.T, promURL, q string) string {
+	t.Helper()
+	resp, err := http.Get(promURL + "/api/v1/query?query=" + url.QueryEscape(q))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Data struct {
+			Result []struct {
+				Metric map[string]string `json:"metric"`
+				Value  [2]any            `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, s := range r.Data.Result {
+		name := s.Metric["__name__"]
+		var ls []string
+		for k, v := range s.Metric {
+			if k != "__name__" && k != "instance" && k != "job" {
+				ls = append(ls, fmt.Sprintf("%s=%q", k, v))
+			}
+		}
+		sort.Strings(ls)
+		lines = append(lines, fmt.Sprintf("%s{%s} %v", name, strings.Join(ls, ","), s.Value[1]))
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
 }
