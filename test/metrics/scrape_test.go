@@ -360,6 +360,13 @@ func TestScrapeAfterContainerStops(t *testing.T) {
 	out, err := exec.Command("runc", "delete", e.id).CombinedOutput()
 	release()
 	t.Logf("runc delete of the container whose hook was killed: %v %s", err, bytes.TrimSpace(out))
+	// gc releases the pins the last two left (draining their empty
+	// namespaces), and an operator drains a namespace by hand.
+	gc := nettest.Run(t, hookBin(), "gc", "--config", normal, "--min-age", "0s")
+	t.Logf("sockreap-hook gc:\n%s", gc)
+	x := nettest.NewNetns(t)
+	nettest.Run(t, hookBin(), "drain", "--netns", x.Path, "--config", normal)
+
 	// stats reads (and so completes) the counters: the killed hook is
 	// counted there.
 	stats := nettest.Run(t, hookBin(), "stats", "--metrics-dir", n.metricsDir)
@@ -424,16 +431,25 @@ scrape_configs:
 		{`sockreap_drains_total{frontend="hook",outcome="budget-exceeded"}`, 1},
 		{`sockreap_drains_total{frontend="hook",outcome="killed"}`, 1},
 		{`sockreap_drains_total{frontend="hook",outcome="failed"}`, 0},
-		{`sum(sockreap_drains_total)`, 6},
+		{`sum(sockreap_drains_total{frontend="hook"})`, 6},
 		{`sockreap_hook_failures_total{stage="poststop"}`, 2},
 		{`sockreap_hook_failures_total{stage="createRuntime"}`, 0},
 		{`sockreap_sockets_total{action="found",protocol="tcp",state="closing",owner="orphan"}`, 1},
 		{`sockreap_sockets_total{action="destroyed",protocol="tcp",state="closing",owner="orphan"}`, 1},
 		{`sum(sockreap_sockets_total{action="remaining"}) or vector(0)`, 0},
 		{`sockreap_drain_duration_seconds_count{frontend="hook"}`, 2},
+		{`sockreap_drain_duration_seconds_count{frontend="gc"}`, 2},
 		{`sockreap_stage_duration_seconds_count{stage="poststop"}`, 5}, // the killed hook never measured itself
 		{`sockreap_hook_runs_total{stage="createRuntime",outcome="pinned"}`, 5},
 		{`sockreap_hook_runs_total{stage="createRuntime",outcome="opted-out"}`, 1},
+		{`sockreap_drains_total{frontend="gc",outcome="drained"}`, 2},
+		{`sockreap_gc_releases_total`, 2},
+		{`sockreap_pins`, 0},
+		{`sockreap_pins_stale`, 0},
+		{`count(sockreap_gc_last_run_timestamp_seconds > 0)`, 1},
+		{`count(sockreap_kernel_info == 1)`, 1},
+		{`count(sockreap_dying_netns{bound="upper"} >= 0)`, 1},
+		{`sockreap_drains_total{frontend="cli",outcome="drained"}`, 1},
 	} {
 		got, ok := query(t, promURL, c.q)
 		if !ok || got != c.want {
