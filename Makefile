@@ -56,6 +56,7 @@ bench: deps build
 	$(GO) run ./test/bench
 	$(GO) run ./test/bench/hooklatency -hook bin/sockreap-hook
 	CGO_ENABLED=0 $(GO) run ./test/bench/cri -hook bin/sockreap-hook -shim bin/sockreap-shim -nri bin/sockreap-nri
+	$(GO) run ./test/bench/nri -nri bin/sockreap-nri
 	$(GO) run ./test/bench/busynode -hook bin/sockreap-hook
 	$(GO) run ./test/bench/hooklatency -hook bin/sockreap-hook -load 3000
 

@@ -141,7 +141,7 @@ func runStats(env *Env, c *Command, args []string) error {
 // recordGC books gc's run: each pin's event (not for a dry run), the pins
 // left and the stale ones, and the node's gauges.
 func recordGC(t *metrics.Textfile, cfg *config.Config, events []metrics.DrainEvent, stale int, now time.Time, dryRun bool) error {
-	g, _, err := nodeGauges(cfg.StateDir, false)
+	g, _, err := nodeGauges(cfg.StateDir, cfg.DyingNetnsExact)
 	if n, cerr := (pin.Store{Dir: cfg.StateDir}).Count(); cerr == nil {
 		g.Pins = metrics.Int(n)
 	}

@@ -88,14 +88,17 @@ func NetnsPath(pod *api.PodSandbox) string {
 // StopPodSandbox drains the pod's network namespace. It always returns nil:
 // the pod's stop must go on whatever the drain does.
 func (p *Plugin) StopPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
-	// A drain started by the pause process's exit finishes first.
-	p.unwatch(pod.GetId())
+	// A drain started by the pause process's exit finishes first; when it
+	// settled the pod, its line is the pod's line.
+	if p.unwatch(pod.GetId()) {
+		return nil
+	}
 	p.handle(ctx, pod, "StopPodSandbox")
 	return nil
 }
 
 // handle drains pod's namespace for event and logs and reports the result.
-func (p *Plugin) handle(ctx context.Context, pod *api.PodSandbox, event string) {
+func (p *Plugin) handle(ctx context.Context, pod *api.PodSandbox, event string) Result {
 	start := time.Now()
 	budget := p.effectiveBudget(ctx, start)
 	res := p.stop(ctx, pod, budget)
@@ -105,6 +108,7 @@ func (p *Plugin) handle(ctx context.Context, pod *api.PodSandbox, event string) 
 	if fn := p.observe.Load(); fn != nil {
 		(*fn)(res)
 	}
+	return res
 }
 
 // budget is the configured budget, shortened to end replyMargin before the

@@ -213,8 +213,8 @@ func TestDrainJSONFreesNetns(t *testing.T) {
 	if ss := x.SS(t); len(ss) != 0 {
 		t.Errorf("ss after drain:\n%s", strings.Join(ss, "\n"))
 	}
-	if nettest.DeleteAndWatch(t, x, p, peerDev) < 0 {
-		t.Error("drained netns still alive 1s after deletion")
+	if nettest.DeleteAndWatch(t, x, p, peerDev, nettest.FreeWait) < 0 {
+		t.Errorf("drained netns still alive %v after deletion", nettest.FreeWait)
 	}
 }
 

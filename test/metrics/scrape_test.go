@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -359,6 +360,13 @@ func TestScrapeAfterContainerStops(t *testing.T) {
 	out, err := exec.Command("runc", "delete", e.id).CombinedOutput()
 	release()
 	t.Logf("runc delete of the container whose hook was killed: %v %s", err, bytes.TrimSpace(out))
+	// gc releases the pins the last two left (draining their empty
+	// namespaces), and an operator drains a namespace by hand.
+	gc := nettest.Run(t, hookBin(), "gc", "--config", normal, "--min-age", "0s")
+	t.Logf("sockreap-hook gc:\n%s", gc)
+	x := nettest.NewNetns(t)
+	nettest.Run(t, hookBin(), "drain", "--netns", x.Path, "--config", normal)
+
 	// stats reads (and so completes) the counters: the killed hook is
 	// counted there.
 	stats := nettest.Run(t, hookBin(), "stats", "--metrics-dir", n.metricsDir)
@@ -423,20 +431,66 @@ scrape_configs:
 		{`sockreap_drains_total{frontend="hook",outcome="budget-exceeded"}`, 1},
 		{`sockreap_drains_total{frontend="hook",outcome="killed"}`, 1},
 		{`sockreap_drains_total{frontend="hook",outcome="failed"}`, 0},
-		{`sum(sockreap_drains_total)`, 6},
+		{`sum(sockreap_drains_total{frontend="hook"})`, 6},
 		{`sockreap_hook_failures_total{stage="poststop"}`, 2},
 		{`sockreap_hook_failures_total{stage="createRuntime"}`, 0},
 		{`sockreap_sockets_total{action="found",protocol="tcp",state="closing",owner="orphan"}`, 1},
 		{`sockreap_sockets_total{action="destroyed",protocol="tcp",state="closing",owner="orphan"}`, 1},
 		{`sum(sockreap_sockets_total{action="remaining"}) or vector(0)`, 0},
 		{`sockreap_drain_duration_seconds_count{frontend="hook"}`, 2},
+		{`sockreap_drain_duration_seconds_count{frontend="gc"}`, 2},
 		{`sockreap_stage_duration_seconds_count{stage="poststop"}`, 5}, // the killed hook never measured itself
 		{`sockreap_hook_runs_total{stage="createRuntime",outcome="pinned"}`, 5},
 		{`sockreap_hook_runs_total{stage="createRuntime",outcome="opted-out"}`, 1},
+		{`sockreap_drains_total{frontend="gc",outcome="drained"}`, 2},
+		{`sockreap_gc_releases_total`, 2},
+		{`sockreap_pins`, 0},
+		{`sockreap_pins_stale`, 0},
+		{`count(sockreap_gc_last_run_timestamp_seconds > 0)`, 1},
+		{`count(sockreap_kernel_info == 1)`, 1},
+		{`count(sockreap_dying_netns{bound="upper"} >= 0)`, 1},
+		{`sockreap_drains_total{frontend="cli",outcome="drained"}`, 1},
 	} {
 		got, ok := query(t, promURL, c.q)
 		if !ok || got != c.want {
 			t.Errorf("%s = %v (result %v), want %v", c.q, got, ok, c.want)
 		}
 	}
+	t.Logf("Prometheus holds:\n%s", series(t, promURL, `{__name__=~"sockreap_.*",__name__!~".*_bucket"}`))
+}
+
+// series returns every series an instant query returns, one per line,
+// sorted.
+func series(t *testing.T, promURL, q string) string {
+	t.Helper()
+	resp, err := http.Get(promURL + "/api/v1/query?query=" + url.QueryEscape(q))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Data struct {
+			Result []struct {
+				Metric map[string]string `json:"metric"`
+				Value  [2]any            `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, s := range r.Data.Result {
+		name := s.Metric["__name__"]
+		var ls []string
+		for k, v := range s.Metric {
+			if k != "__name__" && k != "instance" && k != "job" {
+				ls = append(ls, fmt.Sprintf("%s=%q", k, v))
+			}
+		}
+		sort.Strings(ls)
+		lines = append(lines, fmt.Sprintf("%s{%s} %v", name, strings.Join(ls, ","), s.Value[1]))
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
 }

@@ -45,9 +45,9 @@ func testOrphanFreedAtDelete(t *testing.T, runtimeName string) {
 		t.Fatalf("want one pin after create, have %d", len(h.pins(t)))
 	}
 	c.delete(t)
-	if nettest.WaitUntil(time.Second, func() bool { return nettest.LinkGone(peer, witness) }) < 0 {
-		t.Fatalf("the container's namespace still exists a second after '%s delete' (veth end %s still in %s); hook log:\n%v",
-			rt.name, witness, peer.Name, h.find(t, c.id, "poststop"))
+	if nettest.WaitUntil(nettest.FreeWait, func() bool { return nettest.LinkGone(peer, witness) }) < 0 {
+		t.Fatalf("the container's namespace still exists %v after '%s delete' (veth end %s still in %s); hook log:\n%v",
+			nettest.FreeWait, rt.name, witness, peer.Name, h.find(t, c.id, "poststop"))
 	}
 	ls := h.find(t, c.id, "poststop")
 	if len(ls) != 1 {
@@ -115,8 +115,8 @@ func TestRuncSharedNetns(t *testing.T) {
 
 	a.stop(t)
 	a.delete(t)
-	if nettest.WaitUntil(time.Second, func() bool { return nettest.LinkGone(peer, witness) }) < 0 {
-		t.Fatalf("the shared namespace still exists a second after the last container's delete; log %v", h.find(t, a.id, "poststop"))
+	if nettest.WaitUntil(nettest.FreeWait, func() bool { return nettest.LinkGone(peer, witness) }) < 0 {
+		t.Fatalf("the shared namespace still exists %v after the last container's delete; log %v", nettest.FreeWait, h.find(t, a.id, "poststop"))
 	}
 	ls = h.find(t, a.id, "poststop")
 	if len(ls) != 1 || reportOf(ls[0]) == nil || num(reportOf(ls[0]), "found") < 1 {
@@ -375,8 +375,8 @@ func TestRuncDrainsNetnsNamedInConfig(t *testing.T) {
 	if ss := x.SS(t); len(ss) != 0 {
 		t.Errorf("ss in %s after poststop:\n%s", x.Name, strings.Join(ss, "\n"))
 	}
-	if nettest.DeleteAndWatch(t, x, peer, link.NameB) < 0 {
-		t.Error("the drained namespace still exists a second after its name was removed")
+	if nettest.DeleteAndWatch(t, x, peer, link.NameB, nettest.FreeWait) < 0 {
+		t.Errorf("the drained namespace still exists %v after its name was removed", nettest.FreeWait)
 	}
 }
 
