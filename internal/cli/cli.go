@@ -9,11 +9,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"sort"
 	"strings"
 
-	"github.com/sockreap/sockreap/internal/reap"
 	"github.com/sockreap/sockreap/internal/steptime"
 )
 
@@ -56,9 +54,10 @@ const Prog = "sockreap-hook"
 // naming the command) and returns its exit code (see ExitCode).
 func Main(args []string, env *Env) int {
 	steptime.Mark("init")
-	// One short-lived process per hook or drain: it owns GOMAXPROCS and
-	// gives the drain's destroyers a P each (reap.Drain does not touch it).
-	runtime.GOMAXPROCS(reap.GOMAXPROCS(0))
+	// GOMAXPROCS stays as the runtime set it: raising it for the
+	// drain's destroyers costs every hook process threads and context
+	// switches (about half its CPU time), so the drainer raises it when
+	// there are sockets to destroy (lifecycle.Reaper) and drain does.
 	err := run(args, env)
 	if err != nil && !errors.Is(err, ErrRemaining) && !errors.As(err, new(reported)) {
 		fmt.Fprintf(env.Stderr, "%s%s\n", Prog, prefixed(err))

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -35,7 +36,12 @@ type Textfile struct {
 	// them cheap: a file created and removed per hook run. Every RunDir
 	// used is kept in the state, so that any writer sweeps them all.
 	RunDir string
-	marker string // this process's running marker, "" when none
+	// LockWait bounds the wait for the state's lock, 0 for none. A hook
+	// queueing behind many others on a loaded node must not outlast its
+	// OCI timeout (the runtime would kill it before it logs): past the
+	// wait its run goes uncounted, with an error.
+	LockWait time.Duration
+	marker   string // this process's running marker, "" when none
 	// dir is Dir, opened once and checked: every file in it is reached
 	// through it, so a directory swapped for another (or a symlink)
 	// after the check changes nothing.
@@ -133,6 +139,7 @@ func (t *Textfile) SetGauges(g Gauges) error {
 func (t *Textfile) Update(fn func(*Recorder)) error {
 	f, err := t.lock()
 	if err != nil {
+		t.dropMarker() // not killed: it gave up
 		return err
 	}
 	defer f.Close()
@@ -191,11 +198,25 @@ func (t *Textfile) lock() (*os.File, error) {
 		return nil, fmt.Errorf("open metrics state %s: %w", path, err)
 	}
 	f := os.NewFile(uintptr(fd), path)
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock metrics state %s: %w", path, err)
+	how, deadline := unix.LOCK_EX, time.Time{}
+	if t.LockWait > 0 {
+		how, deadline = unix.LOCK_EX|unix.LOCK_NB, time.Now().Add(t.LockWait)
 	}
-	return f, nil
+	for {
+		err := unix.Flock(int(f.Fd()), how)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
+			f.Close()
+			return nil, fmt.Errorf("lock metrics state %s: %w", path, err)
+		}
+		if !deadline.IsZero() && time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("lock metrics state %s: held by other writers for %s; this run is not counted", path, t.LockWait)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 func decode(f *os.File) (*Recorder, error) {
@@ -250,13 +271,18 @@ func (t *Textfile) swapIn(name string, data []byte) error {
 	return nil
 }
 
-// sweep removes this process's running marker and counts as killed the
-// hooks whose marker outlived their process.
-func (t *Textfile) sweep(r *Recorder) {
+// dropMarker removes this process's running marker.
+func (t *Textfile) dropMarker() {
 	if t.marker != "" {
 		os.Remove(t.marker)
 		t.marker = ""
 	}
+}
+
+// sweep removes this process's running marker and counts as killed the
+// hooks whose marker outlived their process.
+func (t *Textfile) sweep(r *Recorder) {
+	t.dropMarker()
 	for _, dir := range append([]string{filepath.Join(t.Dir, runningDir)}, r.RunDirs...) {
 		sweepDir(dir, r)
 	}
@@ -266,6 +292,14 @@ func sweepDir(dir string, r *Recorder) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return
+	}
+	// A runtime kills a hook at its OCI timeout, a whole number of
+	// seconds: a hook started less than a second ago is at work, without
+	// a look at /proc. With many hooks queued on the lock, that is most.
+	var young uint64
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts) == nil && ts.Sec > 1 {
+		young = uint64(ts.Sec-1) * clockTicks
 	}
 	for _, e := range ents {
 		parts := strings.Split(e.Name(), ".")
@@ -277,6 +311,9 @@ func sweepDir(dir string, r *Recorder) {
 		if err1 != nil || err2 != nil {
 			continue
 		}
+		if young > 0 && start > young {
+			continue // started within the last second
+		}
 		if now, err := startTime(pid); err == nil && now == start {
 			continue // still at work
 		}
@@ -285,6 +322,10 @@ func sweepDir(dir string, r *Recorder) {
 		}
 	}
 }
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat's times: 100 on every
+// Linux architecture sockreap runs on.
+const clockTicks = 100
 
 // startTime is a process's start time in clock ticks since boot (field 22
 // of /proc/PID/stat): with the pid it names one process, whatever reuses

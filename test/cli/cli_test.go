@@ -21,6 +21,9 @@ import (
 
 func TestMain(m *testing.M) {
 	nettest.RunHelper()
+	// Metrics off (a directory that does not exist) for every command the
+	// tests run: the host's node_exporter directory stays untouched.
+	os.Setenv("SOCKREAP_METRICS_DIR", filepath.Join(os.TempDir(), "sockreap-test-no-metrics"))
 	testbin.Main(m, "sockreap-hook")
 }
 

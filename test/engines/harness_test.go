@@ -197,17 +197,19 @@ func (p *peer) expectLingers(t *testing.T, what string) {
 
 // hookEnv is where the hooks injected by the shim keep their pins and
 // log in one test: a shim config naming them, so the host's /run/sockreap
-// and /var/log/sockreap are never used.
+// and /var/log/sockreap are never used, nor its node_exporter directory
+// (metricsDir does not exist: metrics off).
 type hookEnv struct {
-	stateDir, log, shimConfig string
+	stateDir, log, metricsDir, shimConfig string
 }
 
 func newHookEnv(t *testing.T, dir string) *hookEnv {
 	t.Helper()
-	h := &hookEnv{stateDir: filepath.Join(dir, "state"), log: filepath.Join(dir, "hook.log"), shimConfig: filepath.Join(dir, "shim.toml")}
+	h := &hookEnv{stateDir: filepath.Join(dir, "state"), log: filepath.Join(dir, "hook.log"),
+		metricsDir: filepath.Join(dir, "no-metrics"), shimConfig: filepath.Join(dir, "shim.toml")}
 	// The hook makes its pins directory a mount point (like /run/netns).
 	t.Cleanup(func() { unmountUnder(h.stateDir) })
-	conf := fmt.Sprintf("hook_args = [%q, %q, %q, %q]\n", "--state-dir", h.stateDir, "--log", h.log)
+	conf := fmt.Sprintf("hook_args = [%q, %q, %q, %q, %q, %q]\n", "--state-dir", h.stateDir, "--log", h.log, "--metrics-dir", h.metricsDir)
 	if err := os.WriteFile(h.shimConfig, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +249,7 @@ func TestMakeInstall(t *testing.T) {
 	vars := []string{"-C", "../..", "DESTDIR=" + dest, "PREFIX=/opt/sockreap"}
 	out := run(t, "make", append(vars, "install")...)
 	bin := filepath.Join(dest, "opt/sockreap/bin")
-	for _, name := range []string{"sockreap-hook", "sockreap-shim"} {
+	for _, name := range []string{"sockreap-hook", "sockreap-shim", "sockreap-nri"} {
 		if st, err := os.Stat(filepath.Join(bin, name)); err != nil || st.Mode().Perm()&0o111 == 0 {
 			t.Errorf("%s not installed as an executable: %v\n%s", name, err, out)
 		}
