@@ -298,8 +298,10 @@ func sweepDir(dir string, r *Recorder) {
 	// a look at /proc. With many hooks queued on the lock, that is most.
 	var young uint64
 	var ts unix.Timespec
-	if unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts) == nil && ts.Sec > 1 {
-		young = uint64(ts.Sec-1) * clockTicks
+	if unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts) == nil {
+		if now := uint64(ts.Sec)*clockTicks + uint64(ts.Nsec)/(1e9/clockTicks); now > clockTicks {
+			young = now - clockTicks
+		}
 	}
 	for _, e := range ents {
 		parts := strings.Split(e.Name(), ".")
