@@ -30,6 +30,10 @@ check flock util-linux
 # The CRI suite's pods get their network from the bridge and host-local
 # CNI plugins.
 [ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] || need="$need containernetworking-plugins"
+# The metrics scrape test runs its own prometheus and node_exporter.
+check prometheus prometheus
+check promtool prometheus
+check prometheus-node-exporter prometheus-node-exporter
 [ -z "$need" ] && exit 0
 
 need=$(echo $need | tr ' ' '\n' | sort -u | tr '\n' ' ')
@@ -43,3 +47,10 @@ else
 	echo "deps: missing packages:$need" >&2
 	echo "deps: install them (Debian/Ubuntu: sudo apt-get install$need); tests that need them will skip" >&2
 fi
+# Their packaged services would hold ports 9090 and 9100; the tests start
+# their own instances, so the freshly installed services are stopped.
+case "$need" in *prometheus*)
+	if [ "$(id -u)" = 0 ] && [ -d /run/systemd/system ]; then
+		systemctl disable --now prometheus.service prometheus-node-exporter.service >/dev/null 2>&1 || true
+	fi;;
+esac

@@ -9,11 +9,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"sort"
 	"strings"
 
-	"github.com/sockreap/sockreap/internal/reap"
+	"github.com/sockreap/sockreap/internal/steptime"
 )
 
 // Env is what a command may touch of the outside world.
@@ -54,9 +53,11 @@ const Prog = "sockreap-hook"
 // Main runs the command named by args[0], prints its error (one line
 // naming the command) and returns its exit code (see ExitCode).
 func Main(args []string, env *Env) int {
-	// One short-lived process per hook or drain: it owns GOMAXPROCS and
-	// gives the drain's destroyers a P each (reap.Drain does not touch it).
-	runtime.GOMAXPROCS(reap.GOMAXPROCS(0))
+	steptime.Mark("init")
+	// GOMAXPROCS stays as the runtime set it: raising it for the
+	// drain's destroyers costs every hook process threads and context
+	// switches (about half its CPU time), so the drainer raises it when
+	// there are sockets to destroy (lifecycle.Reaper) and drain does.
 	err := run(args, env)
 	if err != nil && !errors.Is(err, ErrRemaining) && !errors.As(err, new(reported)) {
 		fmt.Fprintf(env.Stderr, "%s%s\n", Prog, prefixed(err))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	iofs "io/fs"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/sockreap/sockreap/internal/config"
@@ -42,6 +43,9 @@ func openMetrics(cfg *config.Config) *metrics.Textfile {
 	if err != nil {
 		return nil
 	}
+	// Running markers on the state directory's tmpfs: cheaper than the
+	// textfile directory's disk.
+	t.RunDir = filepath.Join(cfg.StateDir, "metrics-running")
 	return t
 }
 
@@ -137,7 +141,7 @@ func runStats(env *Env, c *Command, args []string) error {
 // recordGC books gc's run: each pin's event (not for a dry run), the pins
 // left and the stale ones, and the node's gauges.
 func recordGC(t *metrics.Textfile, cfg *config.Config, events []metrics.DrainEvent, stale int, now time.Time, dryRun bool) error {
-	g, _, err := nodeGauges(cfg.StateDir, false)
+	g, _, err := nodeGauges(cfg.StateDir, cfg.DyingNetnsExact)
 	if n, cerr := (pin.Store{Dir: cfg.StateDir}).Count(); cerr == nil {
 		g.Pins = metrics.Int(n)
 	}

@@ -37,11 +37,11 @@ type pinInfo struct {
 	Processes    []netns.Proc `json:"processes"`
 }
 
-func describePin(p *pin.Pin, now time.Time) pinInfo {
+func describePin(p *pin.Pin, now time.Time, inside map[netns.ID][]netns.Proc) pinInfo {
 	pi := pinInfo{Container: p.Container(), Path: p.Path, Mounted: p.Mounted, Processes: []netns.Proc{}}
 	if p.Mounted {
 		pi.Netns = p.NS.String()
-		if procs, _, err := netns.Procs(p.NS); err == nil && procs != nil {
+		if procs := inside[p.NS]; procs != nil {
 			pi.Processes = procs
 		}
 	}
@@ -79,9 +79,20 @@ func runPins(env *Env, c *Command, args []string) error {
 		return &Failure{Cmd: c.Name, Err: err}
 	}
 	now := time.Now()
+	// One pass over the host's processes and threads for every pin.
+	var ids []netns.ID
+	for _, p := range pins {
+		if p.Mounted {
+			ids = append(ids, p.NS)
+		}
+	}
+	var inside map[netns.ID][]netns.Proc
+	if len(ids) > 0 {
+		inside, _, _ = netns.ProcsIn(ids...)
+	}
 	infos := make([]pinInfo, 0, len(pins))
 	for _, p := range pins {
-		infos = append(infos, describePin(p, now))
+		infos = append(infos, describePin(p, now, inside))
 	}
 	if *asJSON {
 		enc := json.NewEncoder(env.Stdout)

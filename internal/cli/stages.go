@@ -23,7 +23,9 @@ import (
 	"github.com/sockreap/sockreap/internal/config"
 	"github.com/sockreap/sockreap/internal/lifecycle"
 	"github.com/sockreap/sockreap/internal/logging"
+	"github.com/sockreap/sockreap/internal/metrics"
 	"github.com/sockreap/sockreap/internal/oci"
+	"github.com/sockreap/sockreap/internal/steptime"
 	"golang.org/x/sys/unix"
 )
 
@@ -88,7 +90,9 @@ func resolve(env *Env, o config.Overrides) *settings {
 		s.problems = append(s.problems, err)
 	}
 	s.cfg = cfg
+	steptime.Mark("settings")
 	log, _, err := logging.Open(cfg.LogFile, slog.LevelInfo, env.Stderr)
+	steptime.Mark("log-open")
 	if err != nil {
 		s.problems = append(s.problems, fmt.Errorf("%w (logging to stderr)", err))
 	}
@@ -165,6 +169,7 @@ func runStage(env *Env, c *Command, stage oci.Stage, args []string, fn stageFunc
 		}
 		return err
 	}
+	steptime.Mark("flags")
 	o := cf.overrides()
 	o.Budget = timeout
 	if flagSet(fs, "strict") {
@@ -172,14 +177,19 @@ func runStage(env *Env, c *Command, stage oci.Stage, args []string, fn stageFunc
 	}
 	s := resolve(env, o)
 	budget := effectiveBudget(s.cfg.BudgetDuration(), ociTimeout)
-	mt := openMetrics(s.cfg)
+	var mt *metrics.Textfile
+	if fn != nil { // stages that do nothing are not worth a metric
+		mt = openMetrics(s.cfg)
+	}
 	if mt != nil {
 		mt.Begin(string(stage)) // if the runtime kills this process, the next hook counts it
 	}
+	steptime.Mark("metrics-begin")
 
 	w := &watch{}
 	core := s.core()
 	core.Progress = w.progress
+	steptime.Mark("core")
 	ctx, cancel := context.WithDeadline(context.Background(), start.Add(budget))
 	defer cancel()
 	done2 := make(chan lifecycle.Outcome, 1)
@@ -193,6 +203,7 @@ func runStage(env *Env, c *Command, stage oci.Stage, args []string, fn stageFunc
 				}
 			}()
 			st, err := oci.ReadState(env.Stdin)
+			steptime.Mark("state")
 			if err != nil {
 				return lifecycle.Outcome{Action: lifecycle.Failed, Err: badInput{err}}
 			}
@@ -211,6 +222,7 @@ func runStage(env *Env, c *Command, stage oci.Stage, args []string, fn stageFunc
 		// (a pin, at worst) is for gc.
 		out = w.abandoned(fmt.Errorf("stage did not finish within its budget of %s; exiting (gc releases what is left)", budget))
 	}
+	steptime.Mark("handoff")
 	var problems []error
 	for _, p := range s.problems {
 		problems = append(problems, badInput{p})
@@ -221,7 +233,10 @@ func runStage(env *Env, c *Command, stage oci.Stage, args []string, fn stageFunc
 			out.Warnings = append(out.Warnings, "metrics: "+merr.Error())
 		}
 	}
+	steptime.Mark("metrics")
 	logStage(s.log, stage, out, time.Since(start), budget, err)
+	steptime.Mark("log-write")
+	steptime.Flush(string(stage))
 	switch {
 	case err == nil || !s.cfg.Strict:
 		return nil // fail open

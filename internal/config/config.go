@@ -54,6 +54,10 @@ type Config struct {
 	// textfile collector; "" turns metrics off, and a directory that does
 	// not exist means no node_exporter here (nothing is written).
 	MetricsDir string `toml:"metrics_dir"`
+	// DyingNetnsExact lets gc flush the net_namespace slab's per-CPU
+	// caches (a write to /sys/kernel/slab/net_namespace/shrink) before
+	// counting dying namespaces, so the gauge is exact, not bounds.
+	DyingNetnsExact bool `toml:"dying_netns_exact"`
 
 	// Path is the file this came from, "" when defaults only.
 	Path string `toml:"-"`

@@ -159,7 +159,9 @@ func NewDaemon(t T, e *Engine) *Daemon {
 			t.Fatalf("%v", err)
 		}
 	}
-	conf := fmt.Sprintf("hook_args = [%q, %q, %q, %q]\n", "--state-dir", d.HookState, "--log", d.HookLog)
+	// A metrics directory that does not exist: metrics off, the host's
+	// node_exporter directory untouched.
+	conf := fmt.Sprintf("hook_args = [%q, %q, %q, %q, %q, %q]\n", "--state-dir", d.HookState, "--log", d.HookLog, "--metrics-dir", filepath.Join(dir, "no-metrics"))
 	if err := os.WriteFile(d.ShimConfig, []byte(conf), 0o644); err != nil {
 		t.Fatalf("%v", err)
 	}

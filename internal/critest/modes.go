@@ -117,8 +117,10 @@ func (d *Daemon) HookRecords(t T, ids ...string) []HookRecord {
 
 // CheckHookLog checks the hook log of the sockreap runtime handler about
 // pod p: every container of the pod (the pause container has the pod's
-// id) went through createRuntime and poststop without an error, and one
-// poststop drained the namespace exactly when drained.
+// id) went through poststop without an error, the pause container without
+// createRuntime (containerd names the pod's namespace mount; app containers
+// join by /proc path and are pinned), and one poststop drained the
+// namespace exactly when drained.
 func CheckHookLog(t T, d *Daemon, p *Pod, drained bool) {
 	t.Helper()
 	ids := append([]string{p.ID}, p.Containers...)
@@ -138,10 +140,17 @@ func CheckHookLog(t T, d *Daemon, p *Pod, drained bool) {
 		if r.Stage == "poststop" && r.Action == "drained" {
 			drains++
 		}
+		if r.Container == p.ID && r.Stage == "createRuntime" {
+			// containerd names the pod's namespace mount in the pause
+			// container's config.json and keeps it past that
+			// container's delete: the shim adds no createRuntime. (App
+			// containers join by /proc/PID/ns/net and are pinned.)
+			t.Errorf("createRuntime ran for the pause container although containerd names its namespace mount: %s", r.Line)
+		}
 	}
 	for _, id := range ids {
-		if !stages[id]["createRuntime"] || !stages[id]["poststop"] {
-			t.Errorf("hook log has stages %v for container %s, want createRuntime and poststop", stages[id], id)
+		if !stages[id]["poststop"] {
+			t.Errorf("hook log has stages %v for container %s, want poststop", stages[id], id)
 		}
 	}
 	want := 0

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -44,14 +45,13 @@ func NRIMode(e *Engine, b Bins, how string) *Mode {
 		if !e.NRI {
 			m.Unsupported = e.Name + " has no NRI"
 		}
-		logs := map[*Daemon]*nriLog{}
 		m.Prepare = func(t T, d *Daemon) {
 			t.Helper()
 			if b.NRI == "" {
 				t.Fatalf("mode %s: no sockreap-nri binary", m.Name)
 			}
 			l := &nriLog{}
-			logs[d] = l
+			nriLogs.Store(d, l)
 			prepare(t, d, l)
 			// Every start of containerd must end with the plugin
 			// registered (again): the scenarios stop pods right after.
@@ -63,7 +63,8 @@ func NRIMode(e *Engine, b Bins, how string) *Mode {
 		}
 		m.Check = func(t T, d *Daemon, p *Pod, drained bool) {
 			t.Helper()
-			CheckNRILog(t, logs[d], p, drained)
+			l, _ := nriLogs.Load(d)
+			CheckNRILog(t, l.(*nriLog), p, drained)
 		}
 		return m
 	}
@@ -189,11 +190,27 @@ type nriLog struct {
 	starts int
 }
 
+// nriLogs maps a daemon to its NRI plugin's log (*Daemon → *nriLog).
+var nriLogs sync.Map
+
 // NRIRecord is a line of the plugin's log.
 type NRIRecord struct {
 	Level, Msg, Event, Action, Sandbox, Error string
 	Warnings                                  []string
-	Line                                      string `json:"-"`
+	// DurationMS is how long the plugin took over the pod.
+	DurationMS float64 `json:"duration_ms"`
+	Line       string  `json:"-"`
+}
+
+// NRIRecords returns the lines of the NRI plugin's log of d, nil when d
+// runs no NRI mode.
+func (d *Daemon) NRIRecords(t T) []NRIRecord {
+	t.Helper()
+	l, ok := nriLogs.Load(d)
+	if !ok {
+		return nil
+	}
+	return l.(*nriLog).records(t)
 }
 
 func (l *nriLog) records(t T) []NRIRecord {

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"regexp"
 	"strconv"
+	"sync"
 
 	"github.com/pelletier/go-toml/v2"
 )
@@ -146,7 +147,9 @@ func defaultRunc(v int64) map[string]any {
 	return runc
 }
 
-var versionRE = regexp.MustCompile(`\bv?(\d+)\.\d+\.\d+`)
+// versionRE is compiled when first needed, not at every hook process's
+// start (regexp compilation is a tenth of the hook's package init).
+var versionRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\bv?(\d+)\.\d+\.\d+`) })
 
 // ContainerdConfigVersion returns the config version the installed
 // containerd reads natively: 3 for containerd 2.x, else 2.
@@ -155,7 +158,7 @@ func ContainerdConfigVersion() int {
 	if err != nil {
 		return 2
 	}
-	m := versionRE.FindSubmatch(out)
+	m := versionRE().FindSubmatch(out)
 	if m == nil {
 		return 2
 	}

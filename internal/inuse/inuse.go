@@ -108,9 +108,11 @@ func (v *Verdict) Keep(inode uint64) bool {
 	return v.Incomplete || v.held[inode]
 }
 
-// KeepFunc is Keep for reap.Options.Keep, nil where nothing is kept.
+// KeepFunc is Keep for reap.Options.Keep: nil where no holder scan ran
+// (nothing to keep), Keep after one, so that the drain also knows the
+// holders were looked for and does not read /proc again for its report.
 func (v *Verdict) KeepFunc() func(uint64) bool {
-	if !v.Incomplete && len(v.held) == 0 {
+	if v.Checked.Path != PathScan {
 		return nil
 	}
 	return v.Keep

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"runtime"
+	"sync"
 	"time"
 
 	"github.com/sockreap/sockreap/internal/inuse"
@@ -31,6 +33,14 @@ func (SystemNamespaces) Self() (netns.ID, error)                  { return netns
 type Checker struct{}
 
 func (Checker) InUse(ctx context.Context, ns *netns.NS, h Hint) (Occupants, error) {
+	// A scan of a busy host gets at most half of what is left of the
+	// budget, so that the drain keeps the other half; a scan cut short
+	// keeps the sockets it could not clear.
+	if dl, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(dl)/2))
+		defer cancel()
+	}
 	v, err := inuse.Check(ctx, ns, inuse.Hint{PIDs: h.PIDs, Cgroups: h.Cgroups, Everyone: h.Everyone})
 	if err != nil {
 		return Occupants{}, err
@@ -38,11 +48,29 @@ func (Checker) InUse(ctx context.Context, ns *netns.NS, h Hint) (Occupants, erro
 	return Occupants{Procs: v.Procs(), Unreadable: v.Unreadable, Keep: v.KeepFunc(), Checked: v.String(), Empty: v.Empty()}, nil
 }
 
+var procsMu sync.Mutex // concurrent drains (the NRI plugin) raise it in turn
+
+// raiseProcs raises GOMAXPROCS to what a drain with workers destroyers
+// wants, never lowering it.
+func raiseProcs(workers int) {
+	procsMu.Lock()
+	defer procsMu.Unlock()
+	if procs := reap.GOMAXPROCS(workers); runtime.GOMAXPROCS(0) < procs {
+		runtime.GOMAXPROCS(procs)
+	}
+}
+
 // Reaper drains with package reap, using the kernel probe cached under
 // StateDir.
 type Reaper struct{ StateDir string }
 
 func (r Reaper) Drain(ctx context.Context, ns *netns.NS, opts reap.Options) (*reap.Report, error) {
+	// A P for each destroyer (reap.GOMAXPROCS), raised only here: the
+	// core calls the drainer only for a namespace with sockets, and a hook
+	// process that starts with more Ps than CPUs pays for them in threads
+	// and context switches (in every hook, most of which destroy
+	// nothing). Process-wide, and only ever raised.
+	raiseProcs(opts.Workers)
 	var probeErr error
 	if opts.Caps == nil {
 		// An empty namespace needs no kernel probe: Drain returns

@@ -12,6 +12,7 @@ import (
 	"github.com/sockreap/sockreap/internal/oci"
 	"github.com/sockreap/sockreap/internal/pin"
 	"github.com/sockreap/sockreap/internal/reap"
+	"github.com/sockreap/sockreap/internal/steptime"
 )
 
 // DrainPath drains the namespace mounted at path (e.g. a pod's
@@ -47,6 +48,7 @@ func (c *Core) DrainNamespace(ctx context.Context, ns *netns.NS, hint Hint) Outc
 
 func (c *Core) openAndDrain(ctx context.Context, path string, hint Hint) Outcome {
 	ns, err := c.Namespaces.Open(path)
+	steptime.Mark("ns-open")
 	if err != nil {
 		return Outcome{}.fail(err)
 	}
@@ -84,6 +86,7 @@ func (c *Core) drain(ctx context.Context, ns *netns.NS, hint Hint) Outcome {
 	o := Outcome{Netns: ns.ID.String()}
 	c.progress(o)
 	warning, err := c.check(ns.ID)
+	steptime.Mark("ns-check")
 	if err != nil {
 		o.Action, o.Err = Refused, fmt.Errorf("refusing to drain %s: %w", ns.Path, err)
 		return o
@@ -92,6 +95,7 @@ func (c *Core) drain(ctx context.Context, ns *netns.NS, hint Hint) Outcome {
 		o.warn("%s", warning)
 	}
 	occ, err := c.Occupancy.InUse(ctx, ns, hint)
+	steptime.Mark("inuse")
 	if err != nil {
 		return o.fail(err)
 	}
@@ -127,6 +131,7 @@ func (c *Core) drain(ctx context.Context, ns *netns.NS, hint Hint) Outcome {
 		}
 	}
 	rep, err := c.Drainer.Drain(ctx, ns, opts)
+	steptime.Mark("drain")
 	o.Report = rep
 	if err != nil {
 		return o.fail(fmt.Errorf("drain %s: %w", ns.Path, err))
@@ -141,6 +146,7 @@ func (c *Core) drainAndRelease(ctx context.Context, p *pin.Pin, hint Hint) Outco
 	o := c.openAndDrain(ctx, p.Path, hint)
 	o.Container, o.Pin = p.Container(), p.Path
 	released, err := c.Pins.Release(p.ID)
+	steptime.Mark("release")
 	o.Released = released
 	if err != nil {
 		o.Err = errors.Join(o.Err, err)

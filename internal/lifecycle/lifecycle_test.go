@@ -225,6 +225,40 @@ func (w *world) pinned(t *testing.T, id string, pid int) {
 	}
 }
 
+// TestCreateRuntimeNoPinNeeded: where config.json names the namespace
+// mount the engine keeps, or gives the container no namespace, the stage
+// returns before it opens a namespace or takes a lock; where the runtime
+// makes the namespace, the path names a process, or the engine removes the
+// mount before poststop (podman), it pins.
+func TestCreateRuntimeNoPinNeeded(t *testing.T) {
+	podman := map[string]string{oci.AnnotationManager: "libpod"}
+	for _, tc := range []struct {
+		name string
+		cfg  *oci.Config
+		pin  bool
+	}{
+		{"CNI path", &oci.Config{HasNetns: true, NetnsPath: "/var/run/netns/cni-1"}, false},
+		{"no network namespace", &oci.Config{}, false},
+		{"runtime makes it", &oci.Config{HasNetns: true}, true},
+		{"path by process", &oci.Config{HasNetns: true, NetnsPath: "/proc/100/ns/net"}, true},
+		{"path gone", &oci.Config{HasNetns: true, NetnsPath: "/var/run/netns/gone"}, true},
+		{"podman removes it first", &oci.Config{HasNetns: true, NetnsPath: "/var/run/netns/cni-1", Annotations: podman}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld()
+			w.bundles.configs["/b"] = tc.cfg
+			o := w.CreateRuntime(ctx, st("c", 100, nil))
+			_, pinned := w.pins.pins["c"]
+			if pinned != tc.pin {
+				t.Fatalf("pinned %v, want %v: %+v", pinned, tc.pin, o)
+			}
+			if !tc.pin && (o.Action != NothingToDo || !strings.Contains(o.Reason, "no pin needed") || o.Netns != "" || len(w.pins.locked) != 0) {
+				t.Errorf("outcome %+v, locks %v: want nothing-to-do before any namespace or lock", o, w.pins.locked)
+			}
+		})
+	}
+}
+
 func TestCreateRuntime(t *testing.T) {
 	optOut := map[string]string{oci.AnnotationDrain: "false"}
 	for _, tc := range []struct {

@@ -9,11 +9,13 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sockreap/sockreap/internal/oci"
 	"github.com/sockreap/sockreap/internal/pin"
+	"github.com/sockreap/sockreap/internal/steptime"
 	"github.com/sockreap/sockreap/internal/textsafe"
 )
 
 // CreateRuntime pins the container's network namespace while its init
-// process (st.Pid) is alive, so that poststop can still reach it. A pin
+// process (st.Pid) is alive, so that poststop can still reach it — unless
+// config.json says no pin is needed (oci.PinNeeded). A pin
 // left under the same id by an earlier container whose poststop never ran
 // is drained, released and replaced; what became of it is the outcome's
 // Leftover.
@@ -24,6 +26,21 @@ func (c *Core) CreateRuntime(ctx context.Context, st *specs.State) Outcome {
 		o.Action, o.Reason = OptedOut, "opted out by annotation "+oci.AnnotationDrain
 		return o
 	}
+	if cfg, err := c.Bundles.ReadConfig(st.Bundle); err == nil {
+		// First and alone, before any namespace or pin directory work:
+		// hooks.d files and configure runc install this stage for every
+		// container, most of which need no pin where an engine names
+		// the namespace (containerd's CRI pods).
+		var kind oci.NetnsKind
+		if cfg.NetnsPath != "" {
+			kind = c.Namespaces.Classify(cfg.NetnsPath).Kind
+		}
+		steptime.Mark("config.json")
+		if needed, why := oci.PinNeeded(cfg, kind); !needed {
+			o.Action, o.Reason = NothingToDo, "no pin needed: "+why
+			return o
+		}
+	}
 	if st.Pid <= 0 {
 		return o.fail(fmt.Errorf("container %s: the OCI state has no pid (status %q), so its network namespace cannot be pinned; is the hook installed at createRuntime?", textsafe.Quote(st.ID), st.Status))
 	}
@@ -31,13 +48,16 @@ func (c *Core) CreateRuntime(ctx context.Context, st *specs.State) Outcome {
 	// whatever happens to the pid meanwhile.
 	source := "/proc/" + strconv.Itoa(st.Pid) + "/ns/net"
 	ns, err := c.Namespaces.Open(source)
+	steptime.Mark("ns-open")
 	if err != nil {
 		return o.fail(fmt.Errorf("container %s: %w", textsafe.Quote(st.ID), err))
 	}
 	defer ns.Close()
 	o.Netns = ns.ID.String()
 	c.progress(o)
-	if _, err := c.check(ns.ID); err != nil {
+	_, err = c.check(ns.ID)
+	steptime.Mark("ns-check")
+	if err != nil {
 		// The container shares the host's (or the runtime's) namespace:
 		// nothing of its own to drain later.
 		o.Action, o.Reason = NothingToDrain, err.Error()
@@ -46,12 +66,14 @@ func (c *Core) CreateRuntime(ctx context.Context, st *specs.State) Outcome {
 	root := c.Containers.Root()
 	key := pin.KeyOf(st.ID, root)
 	unlock, err := c.Pins.Lock(key, true)
+	steptime.Mark("lock")
 	if err != nil {
 		return o.fail(err)
 	}
 	defer unlock()
 	m := pin.Meta{ID: st.ID, Key: key, Root: root, PID: st.Pid, Bundle: st.Bundle, RuntimeState: c.Containers.RuntimeState(st.ID)}
 	p, err := c.Pins.PinNS(ns, m)
+	steptime.Mark("pin")
 	var other *pin.ErrOtherNetns
 	if errors.As(err, &other) {
 		// A leftover of an earlier container with this key whose
@@ -104,6 +126,7 @@ func (c *Core) Poststop(ctx context.Context, st *specs.State) Outcome {
 	defer unlock()
 
 	p, perr := c.Pins.Get(key)
+	steptime.Mark("pin-lookup")
 	if perr != nil && !errors.Is(perr, pin.ErrNoPin) {
 		o.warn("%v", perr)
 	}
@@ -120,6 +143,7 @@ func (c *Core) Poststop(ctx context.Context, st *specs.State) Outcome {
 		if cfg, cfgErr = c.Bundles.ReadConfig(st.Bundle); cfgErr == nil {
 			optedOut = oci.DrainDisabled(cfg.Annotations)
 		}
+		steptime.Mark("config.json")
 	}
 	if optedOut {
 		o.Action, o.Reason = OptedOut, "opted out by annotation "+oci.AnnotationDrain

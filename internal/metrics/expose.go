@@ -63,14 +63,9 @@ func (r *Recorder) WriteText(w io.Writer) error {
 			fails[s] = 0
 		}
 	}
-	writeCounters(bw, NameDrains, []string{"frontend", "outcome"}, drains)
+	// Families in name order.
 	writeHistograms(bw, NameDrainDuration, "frontend", r.DrainDuration)
-	if r.GCLastRun > 0 {
-		writeGauge(bw, NameGCLastRun, "", float64(r.GCLastRun))
-	}
-	writeCounters(bw, NameGCReleases, nil, map[string]uint64{"": r.GCReleases})
-	writeCounters(bw, NameHookFailures, []string{"stage"}, fails)
-	writeCounters(bw, NameHookRuns, []string{"stage", "outcome"}, r.HookRuns)
+	writeCounters(bw, NameDrains, []string{"frontend", "outcome"}, drains)
 	if r.DyingNetnsLower != nil {
 		head(bw, NameDyingNetns, "gauge")
 		fmt.Fprintf(bw, "%s{bound=\"lower\"} %d\n", NameDyingNetns, *r.DyingNetnsLower)
@@ -80,10 +75,16 @@ func (r *Recorder) WriteText(w io.Writer) error {
 		}
 		fmt.Fprintf(bw, "%s{bound=\"upper\"} %d\n", NameDyingNetns, upper)
 	}
+	if r.GCLastRun > 0 {
+		writeGauge(bw, NameGCLastRun, "", float64(r.GCLastRun))
+	}
+	writeCounters(bw, NameGCReleases, nil, map[string]uint64{"": r.GCReleases})
+	writeCounters(bw, NameHookFailures, []string{"stage"}, fails)
+	writeCounters(bw, NameHookRuns, []string{"stage", "outcome"}, r.HookRuns)
 	if k := r.Kernel; k != nil {
 		head(bw, NameKernelInfo, "gauge")
-		fmt.Fprintf(bw, "%s{destroy=%q,kernel=%s,listen=%q,orphans_freed=%q,tcp=%q,time_wait=%q,udp=%q} 1\n", NameKernelInfo,
-			yes(k.Destroy), quote(k.Kernel), yes(k.Listen), yes(k.OrphanSafe), yes(k.TCP), yes(k.TimeWait), yes(k.UDP))
+		fmt.Fprintf(bw, "%s{destroy=%s,kernel=%s,listen=%s,orphans_freed=%s,tcp=%s,time_wait=%s,udp=%s} 1\n", NameKernelInfo,
+			quote(yes(k.Destroy)), quote(k.Kernel), quote(yes(k.Listen)), quote(yes(k.OrphanSafe)), quote(yes(k.TCP)), quote(yes(k.TimeWait)), quote(yes(k.UDP)))
 	}
 	if r.Pins != nil {
 		writeGauge(bw, NamePins, "", float64(*r.Pins))
@@ -117,10 +118,9 @@ func head(w io.Writer, name, typ string) {
 
 // quote quotes a label value as the text format wants: backslash, double
 // quote and newline escaped.
-func quote(s string) string {
-	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
-	return `"` + r.Replace(s) + `"`
-}
+func quote(s string) string { return `"` + escaper.Replace(s) + `"` }
+
+var escaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 
 func labels(names []string, k string, extra ...string) string {
 	var parts []string

@@ -254,3 +254,19 @@ func TestKilledHookCounted(t *testing.T) {
 		t.Errorf("stats does not show the killed hook:\n%s", b.String())
 	}
 }
+
+// BenchmarkTextfileRecord is what a hook pays for its metrics: lock,
+// read, add, render, two renames (and the running marker).
+func BenchmarkTextfileRecord(b *testing.B) {
+	dir := b.TempDir()
+	t, err := metrics.OpenTextfile(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		t.Begin("poststop")
+		if err := t.Record(orphanDrained()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -50,6 +50,10 @@ type Recorder struct {
 	DyingNetnsUpper *int               `json:"dying_netns_upper,omitempty"`
 	Kernel          *reap.Capabilities `json:"kernel,omitempty"`
 	GCLastRun       int64              `json:"gc_last_run,omitempty"` // unix seconds
+
+	// RunDirs are the directories of running markers writers used
+	// (Textfile.RunDir), swept by every writer.
+	RunDirs []string `json:"run_dirs,omitempty"`
 }
 
 // NewRecorder returns an empty recorder.

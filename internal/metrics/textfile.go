@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -28,8 +29,20 @@ const (
 
 // Textfile is the node_exporter textfile sink of one directory.
 type Textfile struct {
-	Dir    string
+	Dir string
+	// RunDir holds the markers of hooks at work (Begin); "" is a
+	// directory in Dir. A tmpfs (the state directory, under /run) makes
+	// them cheap: a file created and removed per hook run. Every RunDir
+	// used is kept in the state, so that any writer sweeps them all.
+	RunDir string
 	marker string // this process's running marker, "" when none
+}
+
+func (t *Textfile) runDir() string {
+	if t.RunDir != "" {
+		return t.RunDir
+	}
+	return filepath.Join(t.Dir, runningDir)
 }
 
 // Open returns the textfile sink for dir, or Nop when dir is empty or
@@ -66,7 +79,7 @@ func (t *Textfile) Begin(stage string) {
 	if err != nil {
 		return
 	}
-	dir := filepath.Join(t.Dir, runningDir)
+	dir := t.runDir()
 	name := filepath.Join(dir, fmt.Sprintf("%s.%d.%d", stage, os.Getpid(), start))
 	f, err := os.OpenFile(name, os.O_CREATE|os.O_WRONLY|unix.O_NOFOLLOW, 0o644)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -91,9 +104,9 @@ func (t *Textfile) SetGauges(g Gauges) error {
 }
 
 // Update applies fn to the counters under the state file's lock, then
-// writes the state and the exposition, each by rename, so that a reader
-// sees the old file or the new one. Concurrent updaters (hooks of
-// containers stopping together) queue on the lock and lose nothing.
+// writes the exposition, swapped in whole so that a reader sees the old
+// file or the new one, and the state, in place. Concurrent updaters (hooks
+// of containers stopping together) queue on the lock and lose nothing.
 func (t *Textfile) Update(fn func(*Recorder)) error {
 	f, err := t.lock()
 	if err != nil {
@@ -102,28 +115,36 @@ func (t *Textfile) Update(fn func(*Recorder)) error {
 	defer f.Close()
 	r, err := decode(f)
 	if err != nil {
-		// A damaged state (a crash mid-write on a filesystem that
-		// lost the data) restarts the counters: Prometheus reads it
-		// as a counter reset.
+		// A damaged state (a crash mid-write) restarts the counters:
+		// Prometheus reads it as a counter reset.
 		r = NewRecorder()
+	}
+	if t.RunDir != "" && !slices.Contains(r.RunDirs, t.RunDir) {
+		r.RunDirs = append(r.RunDirs, t.RunDir)
 	}
 	t.sweep(r)
 	fn(r)
-	state, err := json.Marshal(r)
-	if err != nil {
-		return fmt.Errorf("encode metrics state: %w", err)
-	}
 	var b bytes.Buffer
 	if err := r.WriteText(&b); err != nil {
 		return err
 	}
-	// The exposition first: replacing the state lets the next writer in
-	// (it locks the new file at once), and its exposition must not be
-	// overwritten by this older one.
-	if err := replace(filepath.Join(t.Dir, PromFile), b.Bytes()); err != nil {
+	if err := swapIn(filepath.Join(t.Dir, PromFile), b.Bytes()); err != nil {
 		return err
 	}
-	return replace(filepath.Join(t.Dir, StateFile), state)
+	state, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode metrics state: %w", err)
+	}
+	// In place, under the lock: no rename, which on ext4 would start
+	// writeback of the file at once (auto_da_alloc), milliseconds on a
+	// busy disk for every hook.
+	if _, err := f.WriteAt(state, 0); err != nil {
+		return fmt.Errorf("write metrics state %s: %w", f.Name(), err)
+	}
+	if err := f.Truncate(int64(len(state))); err != nil {
+		return fmt.Errorf("write metrics state %s: %w", f.Name(), err)
+	}
+	return nil
 }
 
 // Load reads the counters of the textfile in dir, counting hooks that were
@@ -138,27 +159,18 @@ func Load(dir string) (*Recorder, error) {
 	return out, err
 }
 
-// lock opens the state file and takes its exclusive lock. The state is
-// replaced by rename, so a lock won on a file renamed over meanwhile is
-// let go and taken again on the current one.
+// lock opens the state file and takes its exclusive lock.
 func (t *Textfile) lock() (*os.File, error) {
 	path := filepath.Join(t.Dir, StateFile)
-	for range 100 {
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o644)
-		if err != nil {
-			return nil, fmt.Errorf("open metrics state: %w", err)
-		}
-		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("lock metrics state %s: %w", path, err)
-		}
-		var held, now unix.Stat_t
-		if unix.Fstat(int(f.Fd()), &held) == nil && unix.Stat(path, &now) == nil && held.Ino == now.Ino && held.Dev == now.Dev {
-			return f, nil
-		}
-		f.Close()
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open metrics state: %w", err)
 	}
-	return nil, fmt.Errorf("lock metrics state %s: replaced under every attempt", path)
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock metrics state %s: %w", path, err)
+	}
+	return f, nil
 }
 
 func decode(f *os.File) (*Recorder, error) {
@@ -177,18 +189,26 @@ func decode(f *os.File) (*Recorder, error) {
 	return r, nil
 }
 
-// replace writes data to a temporary file beside path and renames it over
-// path. It does not fsync: a crash may lose the latest counts, which
-// Prometheus takes as a counter reset, and a sync per hook would cost
-// milliseconds on a busy disk.
-func replace(path string, data []byte) error {
+// swapIn writes data to a temporary file beside path and exchanges the
+// two atomically (renameat2 RENAME_EXCHANGE), then removes the old one. A
+// plain rename over path would do as well for readers, but on ext4 it
+// flushes the new file at once (auto_da_alloc); the exchange does not.
+// No fsync either: a crash may lose the latest figures, which Prometheus
+// takes as a counter reset.
+func swapIn(path string, data []byte) error {
 	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp."+strconv.Itoa(os.Getpid()))
 	if err := os.WriteFile(tmp, data, 0o644); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", tmp, err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+	err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, path, unix.RENAME_EXCHANGE)
+	if err != nil {
+		// No file to exchange with yet (or a filesystem without the
+		// exchange): a plain rename.
+		err = os.Rename(tmp, path)
+	}
+	os.Remove(tmp)
+	if err != nil {
 		return fmt.Errorf("replace %s: %w", path, err)
 	}
 	return nil
@@ -201,7 +221,12 @@ func (t *Textfile) sweep(r *Recorder) {
 		os.Remove(t.marker)
 		t.marker = ""
 	}
-	dir := filepath.Join(t.Dir, runningDir)
+	for _, dir := range append([]string{filepath.Join(t.Dir, runningDir)}, r.RunDirs...) {
+		sweepDir(dir, r)
+	}
+}
+
+func sweepDir(dir string, r *Recorder) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return

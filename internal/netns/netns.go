@@ -238,22 +238,49 @@ type Proc struct {
 // skipped. It reads every process on the host; package inuse answers the
 // drain's question at a cost that follows the namespace instead.
 func Procs(id ID) (procs []Proc, unreadable int, err error) {
+	m, unreadable, err := ProcsIn(id)
+	return m[id], unreadable, err
+}
+
+// ProcsIn is Procs for several namespaces at once, in one pass over the
+// host's processes and threads.
+func ProcsIn(ids ...ID) (procs map[ID][]Proc, unreadable int, err error) {
 	pids, err := PIDs()
 	if err != nil {
 		return nil, 0, err
 	}
+	byName := make(map[string]ID, len(ids))
+	for _, id := range ids {
+		byName[id.String()] = id
+	}
+	procs = map[ID][]Proc{}
 	self := os.Getpid()
 	for _, pid := range pids {
 		if pid == self {
 			continue
 		}
-		in, err := ProcIn(id, pid)
-		switch {
-		case errors.Is(err, ErrGone):
-		case err != nil:
+		tids, err := Threads(pid)
+		if err != nil {
+			if !errors.Is(err, ErrGone) {
+				unreadable++
+			}
+			continue
+		}
+		found := map[ID]bool{}
+		failed := false
+		for _, tid := range tids {
+			name, err := nsName(pid, tid)
+			if err != nil {
+				failed = failed || !errors.Is(err, ErrGone)
+				continue
+			}
+			if id, ok := byName[name]; ok && !found[id] {
+				found[id] = true
+				procs[id] = append(procs[id], Proc{PID: pid, Comm: Comm(pid)})
+			}
+		}
+		if failed && len(found) == 0 {
 			unreadable++
-		case in:
-			procs = append(procs, Proc{PID: pid, Comm: Comm(pid)})
 		}
 	}
 	return procs, unreadable, nil

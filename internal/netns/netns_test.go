@@ -2,8 +2,10 @@ package netns_test
 
 import (
 	"errors"
+	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,3 +86,54 @@ func TestProcsFindsProcessInside(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestMain(m *testing.M) {
+	nettest.RunHelper()
+	os.Exit(m.Run())
+}
+
+// setns moves one thread: a process whose worker thread entered the
+// namespace is inside, though /proc/PID/ns/net names the host's.
+func TestProcsSeesThreadInside(t *testing.T) {
+	nettest.RequireRoot(t)
+	x := nettest.NewNetns(t)
+	h := nettest.StartHelper(t, nil, nettest.ThreadListener, x.Path, "127.0.0.1:9601")
+	if in, err := netns.In(x.NS.ID, h.PID, h.PID); err != nil || in {
+		t.Fatalf("leader inside: %v %v", in, err)
+	}
+	if in, err := netns.In(x.NS.ID, h.PID, h.TID); err != nil || !in {
+		t.Fatalf("thread %d not inside: %v %v", h.TID, in, err)
+	}
+	procs, _, err := netns.Procs(x.NS.ID)
+	if err != nil || len(procs) != 1 || procs[0].PID != h.PID {
+		t.Errorf("Procs = %v, %v; want the helper %d", procs, err, h.PID)
+	}
+	if own, err := netns.OwnFiles(h.PID, h.TID); err != nil || own {
+		t.Errorf("OwnFiles of a plain thread: %v %v, want false", own, err)
+	}
+}
+
+// A process outside holds a socket made inside: its descriptor table
+// names the socket's inode, the one the namespace's dump shows.
+func TestHeldSockets(t *testing.T) {
+	nettest.RequireRoot(t)
+	x := nettest.NewNetns(t)
+	h := nettest.StartHelper(t, nil, nettest.OutsideHolder, x.Path, "127.0.0.1:9602")
+	held, err := netns.HeldSockets(h.PID, h.PID, func(uint64) bool { return true })
+	if err != nil || len(held) == 0 {
+		t.Fatalf("HeldSockets = %v, %v", held, err)
+	}
+	ss := x.Exec(t, "ss", "-tlnHe")
+	found := false
+	for _, ino := range held {
+		if strings.Contains(ss, "ino:"+strconv.FormatUint(ino, 10)) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("none of the helper's sockets %v is the listener ss shows:\n%s", held, ss)
+	}
+	if _, err := netns.HeldSockets(1<<22+7, 1<<22+7, func(uint64) bool { return true }); !errors.Is(err, netns.ErrGone) {
+		t.Errorf("HeldSockets of no process: %v, want ErrGone", err)
+	}
+}

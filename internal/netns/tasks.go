@@ -103,16 +103,29 @@ func readDirInts(dir string) ([]int, error) {
 // than following it: every namespace file lives on the one nsfs, so the
 // inode names it, and readlink costs half a stat of the namespace.
 func In(id ID, pid, tid int) (bool, error) {
-	var buf [32]byte
-	n, err := unix.Readlink("/proc/"+strconv.Itoa(pid)+"/task/"+strconv.Itoa(tid)+"/ns/net", buf[:])
+	var buf, wb [32]byte
+	n, err := unix.Readlink(nsPath(pid, tid), buf[:])
 	if err != nil {
 		return false, gone(err)
 	}
-	var wb [32]byte // compare without allocating: net:[<ino>]
-	want := append(wb[:0], "net:["...)
+	want := append(wb[:0], "net:["...) // compare without allocating
 	want = strconv.AppendUint(want, id.Ino, 10)
 	want = append(want, ']')
 	return string(buf[:n]) == string(want), nil
+}
+
+// nsName is the name of thread tid's network namespace link, net:[inode].
+func nsName(pid, tid int) (string, error) {
+	var buf [32]byte
+	n, err := unix.Readlink(nsPath(pid, tid), buf[:])
+	if err != nil {
+		return "", gone(err)
+	}
+	return string(buf[:n]), nil
+}
+
+func nsPath(pid, tid int) string {
+	return "/proc/" + strconv.Itoa(pid) + "/task/" + strconv.Itoa(tid) + "/ns/net"
 }
 
 // kcmpFiles is KCMP_FILES of kcmp(2): do two tasks share a descriptor table.

@@ -125,13 +125,14 @@ func TestPodFromASynchronizationIsDrainedWhenItsPauseExits(t *testing.T) {
 	if nettest.WaitUntil(5*time.Second, func() bool { return len(x.SS(t)) == 0 }) < 0 {
 		t.Fatalf("the namespace was not drained after its pause process exited: %v\nlog: %s", x.SS(t), buf)
 	}
-	// The runtime's StopPodSandbox, where it comes, finds it done.
+	// The runtime's StopPodSandbox, where it comes, finds it done: the
+	// pod keeps one line.
 	if err := pl.StopPodSandbox(context.Background(), pd); err != nil {
 		t.Fatal(err)
 	}
 	l := logLines(t, buf)
-	if len(l) != 2 || l[0]["event"] != "PauseExited" || l[0]["action"] != string(Drained) || l[1]["event"] != "StopPodSandbox" {
-		t.Errorf("want a PauseExited drain, then StopPodSandbox; got %s", buf)
+	if len(l) != 1 || l[0]["event"] != "PauseExited" || l[0]["action"] != string(Drained) {
+		t.Errorf("want one line, the PauseExited drain; got %s", buf)
 	}
 	pl.stopWatching()
 }
@@ -146,5 +147,41 @@ func TestEmptyNamespaceIsDrainedCheaply(t *testing.T) {
 	l := logLines(t, buf)
 	if len(l) != 1 || l[0]["action"] != string(Drained) || l[0]["destroyed"] != 0.0 {
 		t.Errorf("want drained, nothing destroyed, got %s", buf)
+	}
+}
+
+func TestPauseExitWithAppStillInsideLeavesItToStopPodSandbox(t *testing.T) {
+	nettest.RequireRoot(t)
+	x := nettest.NewNetns(t)
+	start := func(args ...string) *exec.Cmd {
+		c := exec.Command("ip", append([]string{"netns", "exec", x.Name}, args...)...)
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
+		return c
+	}
+	pause := start("sleep", "60")
+	app := start("busybox", "nc", "-l", "-p", "7400") // holds a socket inside
+	if nettest.WaitUntil(3*time.Second, func() bool { return strings.Contains(strings.Join(x.SS(t), "\n"), ":7400") }) < 0 {
+		t.Fatal("the app's listener never appeared")
+	}
+	pl, buf := newTestPlugin(realDrainer(t), 0)
+	pd := pod(x.Path)
+	pd.Pid = uint32(pause.Process.Pid)
+	pl.Synchronize(context.Background(), []*api.PodSandbox{pd})
+	_ = pause.Process.Kill()
+	_ = pause.Wait()
+	if nettest.WaitUntil(5*time.Second, func() bool { return strings.Contains(buf.String(), "PauseExited") }) < 0 {
+		t.Fatalf("no PauseExited line: %s", buf)
+	}
+	_ = app.Process.Kill()
+	_ = app.Wait()
+	if err := pl.StopPodSandbox(context.Background(), pd); err != nil {
+		t.Fatal(err)
+	}
+	l := logLines(t, buf)
+	if len(l) != 2 || l[0]["action"] != string(SkippedShared) || l[1]["event"] != "StopPodSandbox" || l[1]["action"] != string(Drained) {
+		t.Errorf("want skipped-shared at the pause's exit, then a StopPodSandbox drain; got %s", buf)
 	}
 }

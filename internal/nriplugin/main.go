@@ -17,13 +17,15 @@ import (
 	toml "github.com/pelletier/go-toml/v2"
 	"github.com/sockreap/sockreap/internal/config"
 	"github.com/sockreap/sockreap/internal/logging"
+	"github.com/sockreap/sockreap/internal/metrics/endpoint"
 )
 
 // DefaultLogFile receives the plugin's JSON lines; "-" means stderr.
 const DefaultLogFile = "/var/log/sockreap/nri.log"
 
-// DefaultMetricsAddr is where metrics_addr "on" serves /metrics.
-const DefaultMetricsAddr = "127.0.0.1:9863"
+// DefaultMetricsAddr is where metrics_addr "on" serves /metrics: the
+// loopback only.
+const DefaultMetricsAddr = endpoint.DefaultAddr
 
 // Settings are the plugin's flags. A pre-registered plugin, which the
 // runtime starts without arguments, takes the same keys from its NRI

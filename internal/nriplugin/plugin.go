@@ -37,9 +37,7 @@ type Drainer interface {
 // Plugin handles NRI pod events. Its exported fields are read-only once it
 // serves; the budget and the log may change when the runtime configures it.
 type Plugin struct {
-	// Observe, when set, is called with every pod's result (metrics).
-	Observe func(Result)
-
+	observe atomic.Pointer[func(Result)]
 	drainer atomic.Pointer[Drainer]
 	budget  atomic.Int64 // nanoseconds; 0 means DefaultBudget
 	log     atomic.Pointer[slog.Logger]
@@ -54,6 +52,9 @@ func New(d Drainer, log *slog.Logger, budget time.Duration) *Plugin {
 	p.SetBudget(budget)
 	return p
 }
+
+// SetObserver makes the plugin call fn with every pod's result (metrics).
+func (p *Plugin) SetObserver(fn func(Result)) { p.observe.Store(&fn) }
 
 // SetDrainer makes the plugin drain with d.
 func (p *Plugin) SetDrainer(d Drainer) { p.drainer.Store(&d) }
@@ -87,23 +88,27 @@ func NetnsPath(pod *api.PodSandbox) string {
 // StopPodSandbox drains the pod's network namespace. It always returns nil:
 // the pod's stop must go on whatever the drain does.
 func (p *Plugin) StopPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
-	// A drain started by the pause process's exit finishes first.
-	p.unwatch(pod.GetId())
+	// A drain started by the pause process's exit finishes first; when it
+	// settled the pod, its line is the pod's line.
+	if p.unwatch(pod.GetId()) {
+		return nil
+	}
 	p.handle(ctx, pod, "StopPodSandbox")
 	return nil
 }
 
 // handle drains pod's namespace for event and logs and reports the result.
-func (p *Plugin) handle(ctx context.Context, pod *api.PodSandbox, event string) {
+func (p *Plugin) handle(ctx context.Context, pod *api.PodSandbox, event string) Result {
 	start := time.Now()
 	budget := p.effectiveBudget(ctx, start)
 	res := p.stop(ctx, pod, budget)
 	res.Event = event
 	res.Duration = time.Since(start)
 	p.logResult(pod, res, budget)
-	if p.Observe != nil {
-		p.Observe(res)
+	if fn := p.observe.Load(); fn != nil {
+		(*fn)(res)
 	}
+	return res
 }
 
 // budget is the configured budget, shortened to end replyMargin before the

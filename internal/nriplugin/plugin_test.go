@@ -43,8 +43,19 @@ func pod(netnsPath string) *api.PodSandbox {
 	return p
 }
 
+// logBuf is the plugin's log in a test: written by the plugin's
+// goroutines, read by the test.
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l *logBuf) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+func (l *logBuf) Reset()                      { l.mu.Lock(); defer l.mu.Unlock(); l.b.Reset() }
+
 // logLines parses the buffer's JSON lines.
-func logLines(t *testing.T, buf *bytes.Buffer) []map[string]any {
+func logLines(t *testing.T, buf *logBuf) []map[string]any {
 	t.Helper()
 	var out []map[string]any
 	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
@@ -60,9 +71,9 @@ func logLines(t *testing.T, buf *bytes.Buffer) []map[string]any {
 	return out
 }
 
-func newTestPlugin(d Drainer, budget time.Duration) (*Plugin, *bytes.Buffer) {
-	var buf bytes.Buffer
-	return New(d, slog.New(slog.NewJSONHandler(&buf, nil)), budget), &buf
+func newTestPlugin(d Drainer, budget time.Duration) (*Plugin, *logBuf) {
+	buf := &logBuf{}
+	return New(d, slog.New(slog.NewJSONHandler(buf, nil)), budget), buf
 }
 
 func TestNetnsPath(t *testing.T) {
@@ -83,7 +94,7 @@ func TestStopDrainsThePodNamespaceAndLogsOneLine(t *testing.T) {
 	}}
 	p, buf := newTestPlugin(d, 0)
 	var seen []Result
-	p.Observe = func(r Result) { seen = append(seen, r) }
+	p.SetObserver(func(r Result) { seen = append(seen, r) })
 	if err := p.StopPodSandbox(context.Background(), pod("/var/run/netns/cni-1")); err != nil {
 		t.Fatalf("StopPodSandbox = %v, want nil", err)
 	}

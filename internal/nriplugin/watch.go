@@ -26,7 +26,15 @@ import (
 type watchers struct {
 	mu   sync.Mutex
 	pods map[string]*watch
+	// settled are the pods a watch drained for good (or found nothing
+	// to do for), by when: their StopPodSandbox, if it comes, has nothing
+	// left to do, and the pod keeps one log line.
+	settled map[string]time.Time
 }
+
+// settledFor is how long a settled pod is remembered: the runtime sends
+// StopPodSandbox right after the pause process's exit, or never.
+const settledFor = 10 * time.Minute
 
 type watch struct {
 	cancel context.CancelFunc
@@ -70,12 +78,30 @@ func (p *Plugin) watchPod(pod *api.PodSandbox) {
 		if !waitExit(ctx, fd) {
 			return
 		}
-		p.handle(context.Background(), pod, "PauseExited")
+		res := p.handle(context.Background(), pod, "PauseExited")
 		p.w.mu.Lock()
+		defer p.w.mu.Unlock()
 		if p.w.pods[pod.GetId()] == w {
 			delete(p.w.pods, pod.GetId())
 		}
-		p.w.mu.Unlock()
+		switch res.Action {
+		case Drained, NothingToDrain, OptedOut, Refused:
+			if res.Err != nil {
+				return
+			}
+			now := time.Now()
+			if p.w.settled == nil {
+				p.w.settled = map[string]time.Time{}
+			}
+			for id, at := range p.w.settled {
+				if now.Sub(at) > settledFor {
+					delete(p.w.settled, id)
+				}
+			}
+			p.w.settled[pod.GetId()] = now
+		}
+		// Otherwise (live processes still inside: the pause process was
+		// killed first; a failure) StopPodSandbox drains again.
 	}()
 }
 
@@ -116,23 +142,28 @@ func waitExit(ctx context.Context, fd int) bool {
 	return false
 }
 
-// unwatch ends the watch of pod id, waiting for a drain it started.
-func (p *Plugin) unwatch(id string) {
+// unwatch ends the watch of pod id, waiting for a drain it started, and
+// tells whether that drain settled the pod.
+func (p *Plugin) unwatch(id string) (settled bool) {
 	p.w.mu.Lock()
 	w := p.w.pods[id]
 	delete(p.w.pods, id)
 	p.w.mu.Unlock()
-	if w == nil {
-		return
+	if w != nil {
+		select {
+		case <-w.done: // exited and drained (or gave up): nothing to cancel
+		default:
+			// Still waiting, or draining right now: a drain in
+			// progress finishes within its budget; a wait ends here.
+			w.cancel()
+		}
+		<-w.done
 	}
-	select {
-	case <-w.done: // exited and drained (or gave up): nothing to cancel
-	default:
-		// Still waiting, or draining right now: a drain in progress
-		// finishes within its budget; a wait ends here.
-		w.cancel()
-	}
-	<-w.done
+	p.w.mu.Lock()
+	defer p.w.mu.Unlock()
+	_, settled = p.w.settled[id]
+	delete(p.w.settled, id)
+	return settled
 }
 
 // stopWatching ends every watch.
@@ -144,6 +175,6 @@ func (p *Plugin) stopWatching() {
 	}
 	p.w.mu.Unlock()
 	for _, id := range ids {
-		p.unwatch(id)
+		_ = p.unwatch(id)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sockreap/sockreap/internal/safefs"
+	"github.com/sockreap/sockreap/internal/textsafe"
 )
 
 // AnnotationDrain opts a container out of the drain when set to "false"
@@ -108,4 +109,37 @@ func ReadConfig(bundle string) (*Config, error) {
 // to another one, so it must never be trusted after the container stopped.
 func IsProcPath(path string) bool {
 	return ClassifyNetnsPath(path).Kind == NetnsProc
+}
+
+// AnnotationManager names the engine that wrote config.json
+// ("libpod" for podman, "cri-o" for CRI-O).
+const AnnotationManager = "io.container.manager"
+
+// teardownFirst are the engines (AnnotationManager values) that remove a
+// container's network namespace mount before its poststop hook runs:
+// podman's cleanup tears the network down first and runs poststop at
+// removal; CRI-O removes the pod's namespace at StopPodSandbox, before
+// the infra container is deleted.
+var teardownFirst = map[string]bool{"libpod": true, "cri-o": true}
+
+// PinNeeded tells whether the createRuntime hook must pin the container's
+// network namespace for poststop to reach it. kind is what config.json's
+// namespace path is (ClassifyNetnsPath; ignored without a path). A pin is
+// needed where the runtime creates the namespace itself (no path), where
+// the path names a process (/proc/PID/ns/net: stale by poststop), where
+// the path is no namespace mount now, and where the engine removes the
+// mount before poststop runs (podman, CRI-O). Elsewhere — containerd's
+// CRI pods, a namespace made with `ip netns add` — the mount the engine
+// keeps until after the container's delete is how poststop reaches the
+// namespace, and why says so.
+func PinNeeded(c *Config, kind NetnsKind) (needed bool, why string) {
+	switch {
+	case !c.HasNetns:
+		return false, "the container has no network namespace of its own"
+	case c.NetnsPath == "", kind != NetnsNsfs:
+		return true, ""
+	case teardownFirst[c.Annotations[AnnotationManager]]:
+		return true, ""
+	}
+	return false, "config.json names the network namespace mount " + textsafe.Quote(c.NetnsPath) + ", which the engine keeps until the container is deleted: poststop drains it there"
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 )
 
@@ -15,6 +16,9 @@ type HookOptions struct {
 	Path    string   // absolute path of sockreap-hook
 	Args    []string // extra flags after the stage name, e.g. --state-dir DIR
 	Timeout int      // OCI hook timeout in seconds; 0 means none
+	// Stages are the stages to add; nil means both (HookStages). The
+	// hooks of a stage not named are left as they are.
+	Stages []Stage
 }
 
 // HookName is the program name sockreap hooks carry in args[0]; a hook whose
@@ -53,6 +57,9 @@ func AddHooks(bundle string, opts HookOptions) (changed bool, err error) {
 		return false, fmt.Errorf("add sockreap hooks to %s: negative hook timeout %d", ConfigPath(bundle), opts.Timeout)
 	}
 	return editHooks(bundle, func(stage Stage, list []json.RawMessage) ([]json.RawMessage, error) {
+		if opts.Stages != nil && !slices.Contains(opts.Stages, stage) {
+			return list, nil
+		}
 		want, err := json.Marshal(hookFor(stage, opts))
 		if err != nil {
 			return nil, err

@@ -77,8 +77,9 @@ func Drain(ctx context.Context, ns *netns.NS, opts Options) (*Report, error) {
 		workers = DefaultWorkers()
 	}
 	// GOMAXPROCS is the process's to set, not a drain's: concurrent
-	// drains in one process (the NRI plugin) would race on it. A command
-	// that drains sets it once (see GOMAXPROCS).
+	// drains in one process (the NRI plugin) would race on it. The
+	// caller raises it (see GOMAXPROCS; lifecycle.Reaper does before
+	// each drain).
 	d.ns = ns
 	d.maxWorkers = workers
 	d.split = inUse >= splitAbove

@@ -163,12 +163,24 @@ func TestDrainOrphans(t *testing.T) {
 	if rep.Remaining != 0 || rep.Found < 10 || rep.Destroyed < 8 {
 		t.Errorf("report: found %d destroyed %d remaining %d", rep.Found, rep.Destroyed, rep.Remaining)
 	}
+	// By class, for metrics: every socket found and destroyed, the
+	// orphans as orphans, TIME-WAIT as mini (and so FIN-WAIT-2, which the
+	// kernel keeps as a time-wait mini socket).
+	if n := groupSum(rep.FoundBy, ""); n != rep.Found {
+		t.Errorf("FoundBy counts %d, Found %d: %+v", n, rep.Found, rep.FoundBy)
+	}
+	if n := groupSum(rep.DestroyedBy, ""); n != rep.Destroyed {
+		t.Errorf("DestroyedBy counts %d, Destroyed %d: %+v", n, rep.Destroyed, rep.DestroyedBy)
+	}
+	if groupSum(rep.DestroyedBy, reap.OwnerOrphan) < 6 || groupSum(rep.FoundBy, reap.OwnerMini) == 0 {
+		t.Errorf("by owner: found %+v, destroyed %+v; want the orphans destroyed as orphans and TIME-WAIT found as mini", rep.FoundBy, rep.DestroyedBy)
+	}
 
 	// The namespace is now free to go: deleting it removes the veth end
 	// in P at once.
-	gone := nettest.DeleteAndWatch(t, f.x, f.p, f.link.NameB)
+	gone := nettest.DeleteAndWatch(t, f.x, f.p, f.link.NameB, nettest.FreeWait)
 	if gone < 0 {
-		t.Fatal("netns X still alive 1s after deletion although drained")
+		t.Fatalf("netns X still alive %v after deletion although drained", nettest.FreeWait)
 	}
 }
 
@@ -176,7 +188,7 @@ func TestUndrainedOrphanKeepsNetnsAlive(t *testing.T) {
 	f := newFixture(t)
 	f.makeOrphans(t)
 	// Control: without a drain the orphans hold X and its veth.
-	if gone := nettest.DeleteAndWatch(t, f.x, f.p, f.link.NameB); gone >= 0 {
+	if gone := nettest.DeleteAndWatch(t, f.x, f.p, f.link.NameB, time.Second); gone >= 0 {
 		t.Fatalf("netns X freed %v after deletion despite its orphans; the drain test proves nothing", gone)
 	}
 }
@@ -186,11 +198,15 @@ func TestDrainLiveSockets(t *testing.T) {
 	held := f.makeLive(t)
 	t.Logf("before: %v", stateCounts(t, f.x))
 
-	rep, err := reap.Drain(context.Background(), f.x.NS, reap.Options{})
+	rep, err := reap.Drain(context.Background(), f.x.NS, reap.Options{Occupied: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("report: %+v", rep)
+	// Processes are inside (Occupied): sockets with an inode are theirs.
+	if groupSum(rep.DestroyedBy, reap.OwnerProcess) == 0 || groupSum(rep.FoundBy, reap.OwnerKernel) != 0 {
+		t.Errorf("by owner with processes inside: found %+v, destroyed %+v", rep.FoundBy, rep.DestroyedBy)
+	}
 	// Connections are gone; what a live descriptor keeps bound stays bound
 	// (closed listeners, bound UDP) and is reported as left.
 	left := stateCounts(t, f.x)
@@ -404,4 +420,15 @@ func TestDrainKeepsGOMAXPROCS(t *testing.T) {
 		t.Errorf("GOMAXPROCS was %d during the drain, want 1 throughout", n)
 	default:
 	}
+}
+
+// groupSum adds the counts of gs whose owner is owner ("" for all).
+func groupSum(gs []reap.Group, owner string) int {
+	n := 0
+	for _, g := range gs {
+		if owner == "" || g.Owner == owner {
+			n += g.Count
+		}
+	}
+	return n
 }

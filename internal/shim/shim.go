@@ -85,7 +85,24 @@ func inject(bundle string, cfg *Config) (changed bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	return oci.AddHooks(bundle, oci.HookOptions{Path: hook, Args: cfg.HookArgs, Timeout: cfg.HookTimeout})
+	return oci.AddHooks(bundle, oci.HookOptions{Path: hook, Args: cfg.HookArgs, Timeout: cfg.HookTimeout, Stages: hookStages(bundle)})
+}
+
+// hookStages are the stages the container needs: poststop alone where
+// nothing need be pinned (oci.PinNeeded: the engine keeps a namespace
+// mount named in config.json until the delete, or the container has no
+// namespace of its own), which saves a process per container start; both
+// otherwise, and when config.json cannot be read (the runtime reports a
+// broken one).
+func hookStages(bundle string) []oci.Stage {
+	c, err := oci.ReadConfig(bundle)
+	if err != nil {
+		return nil
+	}
+	if needed, _ := oci.PinNeeded(c, oci.ClassifyNetnsPath(c.NetnsPath).Kind); needed {
+		return nil
+	}
+	return []oci.Stage{oci.StagePoststop}
 }
 
 // ResolveRuntime finds the real runtime: an absolute path as given, or a

@@ -59,7 +59,7 @@ func (p *podman) podman(t *testing.T, args ...string) string {
 func TestPodmanHooksD(t *testing.T) {
 	pm := newPodman(t)
 	out := run(t, hookBin(), "configure", "hooksd", "--dir", pm.hooksDir, "--hook", hookBin(),
-		"--hook-arg=--state-dir="+pm.hooks.stateDir, "--hook-arg=--log="+pm.hooks.log)
+		"--hook-arg=--state-dir="+pm.hooks.stateDir, "--hook-arg=--log="+pm.hooks.log, "--hook-arg=--metrics-dir="+pm.hooks.metricsDir)
 	t.Logf("configure hooksd:\n%s", out)
 	image := "localhost/sockreap-test/busybox:" + nettest.Unique("t")
 	pm.podman(t, "import", rootfsTar(t), image)

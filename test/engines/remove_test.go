@@ -119,7 +119,7 @@ func TestContainerdRemove(t *testing.T) {
 func TestPodmanHooksDRemove(t *testing.T) {
 	pm := newPodman(t)
 	args := []string{"configure", "hooksd", "--dir", pm.hooksDir, "--hook", hookBin(),
-		"--hook-arg=--state-dir=" + pm.hooks.stateDir, "--hook-arg=--log=" + pm.hooks.log}
+		"--hook-arg=--state-dir=" + pm.hooks.stateDir, "--hook-arg=--log=" + pm.hooks.log, "--hook-arg=--metrics-dir=" + pm.hooks.metricsDir}
 	run(t, hookBin(), args...)
 	other := filepath.Join(pm.hooksDir, "other.json")
 	if err := os.WriteFile(other, []byte(`{"version": "1.0.0", "hook": {"path": "/bin/true"}, "when": {"annotations": {"never": "x"}}, "stages": ["prestart"]}`), 0o644); err != nil {

@@ -18,7 +18,7 @@ import (
 // readOnly are the subcommands run here, against the test's own namespace
 // and state directory; the ones that change engine or container
 // configuration are run by the runc and engine suites.
-var readOnly = map[string]bool{"doctor": true, "ls": true, "drain": true, "version": true, "pins": true, "gc": true, "--help": true}
+var readOnly = map[string]bool{"doctor": true, "ls": true, "drain": true, "version": true, "pins": true, "gc": true, "stats": true, "--help": true}
 
 // commands returns the sockreap-hook command lines of README.md's code
 // blocks (indented or fenced), without sudo and trailing comments.
@@ -66,6 +66,7 @@ func TestReadmeCommands(t *testing.T) {
 	nettest.Fill(t, c)
 	c.Close()
 
+	metricsDir := t.TempDir()
 	ran := 0
 	for _, line := range commands(t) {
 		fields := strings.Fields(line)
@@ -77,7 +78,8 @@ func TestReadmeCommands(t *testing.T) {
 			args[i] = strings.ReplaceAll(a, "/var/run/netns/NAME", x.Path)
 		}
 		cmd := exec.Command(bin, args...)
-		cmd.Env = append(os.Environ(), "SOCKREAP_STATE_DIR="+t.TempDir(), "SOCKREAP_LOG="+filepath.Join(t.TempDir(), "hook.log"))
+		cmd.Env = append(os.Environ(), "SOCKREAP_STATE_DIR="+t.TempDir(), "SOCKREAP_LOG="+filepath.Join(t.TempDir(), "hook.log"),
+			"SOCKREAP_METRICS_DIR="+metricsDir)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Errorf("README command %q: %v\n%s", line, err, out)

@@ -185,15 +185,19 @@ func editConfig(t *testing.T, dir string, fn func(doc map[string]any)) {
 	}
 }
 
-// hooks is where a test's hooks keep their state and log.
+// hooks is where a test's hooks keep their state and log, and the
+// configuration file they read instead of the host's: metrics off, so that
+// no test writes to (or queues on the lock of) the host's node_exporter
+// directory.
 type hooks struct {
-	stateDir, logFile string
+	stateDir, logFile, config string
 }
 
 func newHooks(t *testing.T) *hooks {
 	t.Helper()
 	dir := t.TempDir()
-	h := &hooks{stateDir: filepath.Join(dir, "state"), logFile: filepath.Join(dir, "hook.log")}
+	h := &hooks{stateDir: filepath.Join(dir, "state"), logFile: filepath.Join(dir, "hook.log"), config: filepath.Join(dir, "config.toml")}
+	h.configure(t, "")
 	t.Cleanup(func() {
 		// Whatever a failed test left pinned is released, so that no
 		// namespace outlives it.
@@ -208,11 +212,25 @@ func newHooks(t *testing.T) *hooks {
 	return h
 }
 
-// install adds the hooks to b the way the README says: configure runc.
-func (h *hooks) install(t *testing.T, b *bundle) {
+// configure writes the hooks' configuration file: metrics off, and the
+// stage budget when not "".
+func (h *hooks) configure(t *testing.T, budget string) {
 	t.Helper()
-	nettest.Run(t, hookBin(), "configure", "runc", "--bundle", b.dir, "--hook", hookBin(),
-		"--state-dir", h.stateDir, "--log", h.logFile)
+	conf := "metrics_dir = \"\"\n"
+	if budget != "" {
+		conf += fmt.Sprintf("budget = %q\n", budget)
+	}
+	if err := os.WriteFile(h.config, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// install adds the hooks to b the way the README says: configure runc.
+// extra are more configure flags (--timeout).
+func (h *hooks) install(t *testing.T, b *bundle, extra ...string) {
+	t.Helper()
+	nettest.Run(t, append([]string{hookBin(), "configure", "runc", "--bundle", b.dir, "--hook", hookBin(),
+		"--state-dir", h.stateDir, "--log", h.logFile, "--config", h.config}, extra...)...)
 }
 
 // logLines returns the JSON lines of the hook log.

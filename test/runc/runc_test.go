@@ -45,9 +45,9 @@ func testOrphanFreedAtDelete(t *testing.T, runtimeName string) {
 		t.Fatalf("want one pin after create, have %d", len(h.pins(t)))
 	}
 	c.delete(t)
-	if nettest.WaitUntil(time.Second, func() bool { return nettest.LinkGone(peer, witness) }) < 0 {
-		t.Fatalf("the container's namespace still exists a second after '%s delete' (veth end %s still in %s); hook log:\n%v",
-			rt.name, witness, peer.Name, h.find(t, c.id, "poststop"))
+	if nettest.WaitUntil(nettest.FreeWait, func() bool { return nettest.LinkGone(peer, witness) }) < 0 {
+		t.Fatalf("the container's namespace still exists %v after '%s delete' (veth end %s still in %s); hook log:\n%v",
+			nettest.FreeWait, rt.name, witness, peer.Name, h.find(t, c.id, "poststop"))
 	}
 	ls := h.find(t, c.id, "poststop")
 	if len(ls) != 1 {
@@ -115,8 +115,8 @@ func TestRuncSharedNetns(t *testing.T) {
 
 	a.stop(t)
 	a.delete(t)
-	if nettest.WaitUntil(time.Second, func() bool { return nettest.LinkGone(peer, witness) }) < 0 {
-		t.Fatalf("the shared namespace still exists a second after the last container's delete; log %v", h.find(t, a.id, "poststop"))
+	if nettest.WaitUntil(nettest.FreeWait, func() bool { return nettest.LinkGone(peer, witness) }) < 0 {
+		t.Fatalf("the shared namespace still exists %v after the last container's delete; log %v", nettest.FreeWait, h.find(t, a.id, "poststop"))
 	}
 	ls = h.find(t, a.id, "poststop")
 	if len(ls) != 1 || reportOf(ls[0]) == nil || num(reportOf(ls[0]), "found") < 1 {
@@ -164,7 +164,7 @@ func TestRuncBadInput(t *testing.T) {
 		{name: "unknown stage", stage: "bogusStage", wantErr: "unknown stage",
 			before: func(t *testing.T, h *hooks, b *bundle) {
 				for _, stage := range []string{"createRuntime", "poststop"} {
-					addHook(t, b, stage, hookBin(), "sockreap-hook", "bogusStage", "--state-dir="+h.stateDir, "--log="+h.logFile)
+					addHook(t, b, stage, hookBin(), "sockreap-hook", "bogusStage", "--state-dir="+h.stateDir, "--log="+h.logFile, "--config="+h.config)
 				}
 			}},
 		{name: "pin gone and config.json missing", stage: "poststop", wantErr: "no pin",
@@ -234,7 +234,7 @@ func TestRuncBadInput(t *testing.T) {
 // sockreap-hook command line).
 func addShellHook(t *testing.T, h *hooks, b *bundle, shell string) {
 	t.Helper()
-	cmdline := fmt.Sprintf("%s poststop --state-dir=%s --log=%s", hookBin(), h.stateDir, h.logFile)
+	cmdline := fmt.Sprintf("%s poststop --state-dir=%s --log=%s --config=%s", hookBin(), h.stateDir, h.logFile, h.config)
 	addHook(t, b, "poststop", "/bin/sh", "sh", "-c", fmt.Sprintf(shell, cmdline))
 }
 
@@ -262,6 +262,11 @@ func TestRunc50Parallel(t *testing.T) {
 	}
 	const n = 50
 	h := newHooks(t)
+	// What is tested is that 50 hooks at once each drain their own
+	// namespace and leave nothing behind, not how fast: a generous budget
+	// (inside a generous OCI timeout) keeps a loaded machine from turning
+	// a slow hook into an abandoned one. The hooks' speed is benchmarked.
+	h.configure(t, "25s")
 	peer := nettest.NewNetns(t)
 	// One listener for all: 0.0.0.0 in the peer namespace the test made.
 	ln := peer.Listen(t, netip.MustParseAddrPort(fmt.Sprintf("0.0.0.0:%d", peerPort)), 128, 4096)
@@ -271,7 +276,7 @@ func TestRunc50Parallel(t *testing.T) {
 	for i := range n {
 		ctr, pr := fmt.Sprintf("192.0.2.%d", 4*i+1), fmt.Sprintf("192.0.2.%d", 4*i+2)
 		b := newBundle(t, bundleSpec{args: senderArgs(pr, peerPort)})
-		h.install(t, b)
+		h.install(t, b, "--timeout", "30")
 		cs[i] = rt.create(t, b)
 		witnesses[i] = cs[i].wire(t, peer, ctr, pr)
 		cs[i].start(t)
@@ -339,9 +344,11 @@ func TestRunc50Parallel(t *testing.T) {
 
 // TestRuncDrainsNetnsNamedInConfig covers poststop without a pin: the
 // container joins a namespace mounted by its engine (as CNI does for a
-// Kubernetes pod, /var/run/netns/cni-...), only the poststop hook is
-// installed, and poststop must find the namespace through config.json's
-// nsfs mount, drain it, and so let it go when its name is removed.
+// Kubernetes pod, /var/run/netns/cni-...). The createRuntime hook that
+// configure runc installed for every container returns at once (no pin:
+// the path is how poststop reaches the namespace), and poststop must find
+// the namespace through config.json's nsfs mount, drain it, and so let it
+// go when its name is removed.
 func TestRuncDrainsNetnsNamedInConfig(t *testing.T) {
 	rt := requireRuntime(t, "runc")
 	h := newHooks(t)
@@ -349,9 +356,14 @@ func TestRuncDrainsNetnsNamedInConfig(t *testing.T) {
 	link := nettest.Connect(t, x, peer)
 	b := newBundle(t, bundleSpec{args: senderArgs(link.B4.String(), peerPort), netnsPath: x.Path})
 	h.install(t, b)
-	dropHook(t, b, "createRuntime")
 	peer.Listen(t, netip.AddrPortFrom(link.B4, peerPort), 8, 4096)
 	c := rt.create(t, b)
+	if ls := h.find(t, c.id, "createRuntime"); len(ls) != 1 || ls[0]["action"] != "nothing-to-do" || !strings.Contains(fmt.Sprint(ls[0]["msg"]), "no pin needed") {
+		t.Errorf("createRuntime log %v: want one nothing-to-do line saying no pin is needed", ls)
+	}
+	if ps := h.pins(t); len(ps) != 0 {
+		t.Errorf("pinned although config.json names the namespace: %v", ps)
+	}
 	c.start(t)
 	c.waitStuckSender(t)
 	c.stop(t)
@@ -368,8 +380,8 @@ func TestRuncDrainsNetnsNamedInConfig(t *testing.T) {
 	if ss := x.SS(t); len(ss) != 0 {
 		t.Errorf("ss in %s after poststop:\n%s", x.Name, strings.Join(ss, "\n"))
 	}
-	if nettest.DeleteAndWatch(t, x, peer, link.NameB) < 0 {
-		t.Error("the drained namespace still exists a second after its name was removed")
+	if nettest.DeleteAndWatch(t, x, peer, link.NameB, nettest.FreeWait) < 0 {
+		t.Errorf("the drained namespace still exists %v after its name was removed", nettest.FreeWait)
 	}
 }
 

@@ -67,7 +67,9 @@ func newWorld(t *testing.T) *world {
 		}
 		_ = unix.Unmount(filepath.Join(w.stateDir, "pins"), unix.MNT_DETACH)
 	})
-	conf := fmt.Sprintf("hook_args = [%q, %q, %q, %q]\n", "--state-dir", w.stateDir, "--log", w.logFile)
+	// A metrics directory that does not exist: metrics off, the host's
+	// node_exporter directory untouched.
+	conf := fmt.Sprintf("hook_args = [%q, %q, %q, %q, %q, %q]\n", "--state-dir", w.stateDir, "--log", w.logFile, "--metrics-dir", filepath.Join(w.stateDir, "no-metrics"))
 	if err := os.WriteFile(w.shimConfig, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}

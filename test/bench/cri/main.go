@@ -72,7 +72,12 @@ type cell struct {
 	P95MS    float64 `json:"p95_ms"`
 	MinMS    float64 `json:"min_ms"`
 	AddedMS  float64 `json:"added_median_ms"` // to plain runc's median
-	stops    []time.Duration
+	// PluginMedianMS: for the NRI plugin, the median time its
+	// StopPodSandbox handler took (its log's duration_ms), the part of
+	// the stop it adds itself, without the run-to-run noise of the stop.
+	PluginMedianMS float64 `json:"plugin_median_ms,omitempty"`
+	stops          []time.Duration
+	pods           []string
 }
 
 func run(n, warmup, sockets int, hook, shim, nri, engineName string, asJSON bool) error {
@@ -143,7 +148,7 @@ func run(n, warmup, sockets int, hook, shim, nri, engineName string, asJSON bool
 			for _, w := range rows {
 				for _, m := range ms {
 					d := daemons[m]
-					stop := onePod(t, m, d, w)
+					stop, id := onePod(t, m, d, w)
 					if i < 0 {
 						continue
 					}
@@ -152,6 +157,7 @@ func run(n, warmup, sockets int, hook, shim, nri, engineName string, asJSON bool
 						cells[k] = &cell{Mode: m.Name, Pod: w.name}
 					}
 					cells[k].stops = append(cells[k].stops, stop)
+					cells[k].pods = append(cells[k].pods, id)
 				}
 			}
 		}
@@ -161,6 +167,7 @@ func run(n, warmup, sockets int, hook, shim, nri, engineName string, asJSON bool
 			for _, m := range ms {
 				c := summarize(cells[m.Name+"/"+w.name])
 				c.AddedMS = c.MedianMS - base.MedianMS
+				c.PluginMedianMS = pluginMedian(t, daemons[m], c.pods)
 				out = append(out, c)
 			}
 		}
@@ -174,13 +181,35 @@ func run(n, warmup, sockets int, hook, shim, nri, engineName string, asJSON bool
 }
 
 // onePod runs a pod of mode m with workload w, stops it with crictl stopp
-// (timed), removes it and returns the stop time.
-func onePod(t critest.T, m *critest.Mode, d *critest.Daemon, w workload) time.Duration {
+// (timed), removes it and returns the stop time and the pod's id.
+func onePod(t critest.T, m *critest.Mode, d *critest.Daemon, w workload) (time.Duration, string) {
 	p := d.RunPod(t, critest.PodSpec{Handler: m.Handler, PID: critest.NamespaceContainer})
 	w.start(t, p)
 	took := p.Stop(t)
 	p.Remove(t)
-	return took
+	return took, p.ID
+}
+
+// pluginMedian is the median time d's NRI plugin spent on StopPodSandbox
+// of the given pods, 0 when d runs no NRI plugin.
+func pluginMedian(t critest.T, d *critest.Daemon, pods []string) float64 {
+	took := map[string]float64{}
+	for _, r := range d.NRIRecords(t) {
+		if _, seen := took[r.Sandbox]; r.Event == "StopPodSandbox" && !seen {
+			took[r.Sandbox] = r.DurationMS
+		}
+	}
+	var ds []float64
+	for _, id := range pods {
+		if v, ok := took[id]; ok {
+			ds = append(ds, v)
+		}
+	}
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	return ds[len(ds)/2]
 }
 
 func summarize(c *cell) *cell {
@@ -212,6 +241,11 @@ func printTable(e *critest.Engine, ms []*critest.Mode, rows []workload, cells []
 			fmt.Printf("  %-28s", v)
 		}
 		fmt.Println()
+	}
+	for _, c := range cells {
+		if c.PluginMedianMS > 0 {
+			fmt.Printf("%s, %s pod: StopPodSandbox took the plugin %.2f ms (median)\n", c.Mode, c.Pod, c.PluginMedianMS)
+		}
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sockreap/sockreap/internal/steptime"
 	"github.com/sockreap/sockreap/test/bench/load"
 	"golang.org/x/sys/unix"
 )
@@ -30,6 +31,7 @@ func main() {
 	hook := flag.String("hook", "bin/sockreap-hook", "sockreap-hook binary (built with go build when missing)")
 	runtime := flag.String("runtime", "runc", "OCI runtime")
 	asJSON := flag.Bool("json", false, "print the result as JSON")
+	stepTimes := flag.Bool("steps", false, "time each step inside the hook processes (SOCKREAP_STEPTIME in the hooks' environment, which costs a file append per run) and print their medians per stage")
 	bg := flag.Int("load", 0, "background processes to start first (ten threads each on average; package test/bench/load), removed afterwards")
 	flag.Parse()
 	l, err := load.Start(*bg, 10**bg)
@@ -37,7 +39,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "hooklatency: background load: %v\n", err)
 		os.Exit(1)
 	}
-	err = run(*n, *warmup, *hook, *runtime, *asJSON, l.String())
+	err = run(*n, *warmup, *hook, *runtime, *asJSON, *stepTimes, l.String())
 	l.Stop()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "hooklatency: %v\n", err)
@@ -53,26 +55,41 @@ type stats struct {
 }
 
 type result struct {
-	Runtime          string  `json:"runtime"`
-	Background       string  `json:"background"` // load on the host: idle, or N processes, T threads
-	Without          stats   `json:"without_hooks"`
-	With             stats   `json:"with_hooks"`
-	AddedMedianMS    float64 `json:"added_median_ms"`
-	AddedP95MS       float64 `json:"added_p95_ms"`
-	CreateRuntimeMS  float64 `json:"hook_create_runtime_median_ms"` // as the hook logs it
-	PoststopMS       float64 `json:"hook_poststop_median_ms"`
-	TargetMedianMS   float64 `json:"target_added_median_ms"`
-	TargetMet        bool    `json:"target_met"`
-	PoststopDrained  int     `json:"poststop_drained"`
-	PoststopFailures int     `json:"poststop_failures"`
+	Runtime    string `json:"runtime"`
+	Background string `json:"background"` // load on the host: idle, or N processes, T threads
+	Without    stats  `json:"without_hooks"`
+	With       stats  `json:"with_hooks"`
+	// WithMetrics: the hooks writing node_exporter's textfile too;
+	// MetricsAddedMedianMS is its median less With's (target: under 1).
+	WithMetrics          stats   `json:"with_hooks_and_metrics"`
+	MetricsAddedMedianMS float64 `json:"metrics_added_median_ms"`
+	// StageByMetricsMS: the hooks' own stage time (their log), by stage
+	// and metrics "off" or "on".
+	StageByMetricsMS map[string]float64 `json:"hook_stage_median_ms_by_metrics"`
+	AddedMedianMS    float64            `json:"added_median_ms"`
+	AddedP95MS       float64            `json:"added_p95_ms"`
+	CreateRuntimeMS  float64            `json:"hook_create_runtime_median_ms"` // as the hook logs it
+	PoststopMS       float64            `json:"hook_poststop_median_ms"`
+	TargetMedianMS   float64            `json:"target_added_median_ms"`
+	TargetMet        bool               `json:"target_met"`
+	PoststopDrained  int                `json:"poststop_drained"`
+	PoststopFailures int                `json:"poststop_failures"`
 	// Steps are the medians of what every hook run pays before its
 	// stage's own work: starting a process, starting sockreap-hook
 	// (Go runtime, command table), and a stage that does nothing but read
 	// the configuration and the state and write its log line.
 	Steps map[string]float64 `json:"steps_median_ms"`
+	// StageSteps are, with -steps, the medians of each step inside the
+	// hook processes (package steptime), by stage, in the order run.
+	StageSteps map[string][]stepMedian `json:"stage_steps_median_ms,omitempty"`
 }
 
-func run(n, warmup int, hook, runtime string, asJSON bool, background string) error {
+type stepMedian struct {
+	Step     string  `json:"step"`
+	MedianMS float64 `json:"median_ms"`
+}
+
+func run(n, warmup int, hook, runtime string, asJSON, stepTimes bool, background string) error {
 	if n < 30 {
 		return fmt.Errorf("-n %d: at least 30 cycles per variant", n)
 	}
@@ -105,16 +122,39 @@ func run(n, warmup int, hook, runtime string, asJSON bool, background string) er
 	if err != nil {
 		return err
 	}
+	metered, err := makeBundle(filepath.Join(tmp, "metered"))
+	if err != nil {
+		return err
+	}
+	// The hooks with metrics off, and with the node_exporter textfile
+	// on (a directory of their own, not the node's).
 	logFile := filepath.Join(tmp, "hook.log")
-	if out, err := exec.Command(hook, "configure", "runc", "--bundle", hooked, "--hook", hook,
-		"--state-dir", stateDir, "--log", logFile).CombinedOutput(); err != nil {
-		return fmt.Errorf("configure runc: %v: %s", err, out)
+	metricsDir := filepath.Join(tmp, "textfile")
+	if err := os.Mkdir(metricsDir, 0o755); err != nil {
+		return err
+	}
+	for _, v := range []struct{ bundle, metrics string }{{hooked, ""}, {metered, metricsDir}} {
+		cfg := filepath.Join(v.bundle, "sockreap.toml")
+		body := fmt.Sprintf("state_dir = %q\nlog_file = %q\nmetrics_dir = %q\n", stateDir, logFile, v.metrics)
+		if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
+			return err
+		}
+		if out, err := exec.Command(hook, "configure", "runc", "--bundle", v.bundle, "--hook", hook,
+			"--config", cfg).CombinedOutput(); err != nil {
+			return fmt.Errorf("configure runc: %v: %s", err, out)
+		}
+	}
+	stepsFile := filepath.Join(tmp, "steps.jsonl")
+	if stepTimes {
+		if err := hookEnv(hooked, hook, steptime.Env+"="+stepsFile); err != nil {
+			return err
+		}
 	}
 
-	var without, with []time.Duration
+	var without, with, withMetrics []time.Duration
 	for i := 0; i < warmup+n; i++ {
 		// Interleave, so that drift (CPU shared with other work) hits
-		// both variants alike.
+		// every variant alike.
 		a, err := cycle(rt, plain, fmt.Sprintf("srbench-p%d-%d", os.Getpid(), i))
 		if err != nil {
 			return err
@@ -123,19 +163,29 @@ func run(n, warmup int, hook, runtime string, asJSON bool, background string) er
 		if err != nil {
 			return err
 		}
+		c, err := cycle(rt, metered, fmt.Sprintf("srbench-m%d-%d", os.Getpid(), i))
+		if err != nil {
+			return err
+		}
 		if i >= warmup {
-			without, with = append(without, a), append(with, b)
+			without, with, withMetrics = append(without, a), append(with, b), append(withMetrics, c)
 		}
 	}
-	r := result{Runtime: runtime, Background: background, Without: summarize(without), With: summarize(with), TargetMedianMS: 10}
+	r := result{Runtime: runtime, Background: background, Without: summarize(without), With: summarize(with), WithMetrics: summarize(withMetrics), TargetMedianMS: 10}
 	r.AddedMedianMS = r.With.MedianMS - r.Without.MedianMS
 	r.AddedP95MS = r.With.P95MS - r.Without.P95MS
+	r.MetricsAddedMedianMS = r.WithMetrics.MedianMS - r.With.MedianMS
 	r.TargetMet = r.AddedMedianMS < r.TargetMedianMS
 	if err := hookDurations(logFile, &r); err != nil {
 		return err
 	}
 	if r.Steps, err = steps(hook, tmp, n); err != nil {
 		return err
+	}
+	if stepTimes {
+		if r.StageSteps, err = stageSteps(stepsFile, warmup); err != nil {
+			return err
+		}
 	}
 	if asJSON {
 		enc := json.NewEncoder(os.Stdout)
@@ -145,11 +195,26 @@ func run(n, warmup int, hook, runtime string, asJSON bool, background string) er
 	fmt.Printf("%s run+delete cycle latency, %d cycles each (interleaved, %d warm-up), host %s\n", runtime, n, warmup, background)
 	fmt.Printf("  %-16s median %7.2f ms   p95 %7.2f ms   min %7.2f ms\n", "without hooks", r.Without.MedianMS, r.Without.P95MS, r.Without.MinMS)
 	fmt.Printf("  %-16s median %7.2f ms   p95 %7.2f ms   min %7.2f ms\n", "with hooks", r.With.MedianMS, r.With.P95MS, r.With.MinMS)
+	fmt.Printf("  %-16s median %7.2f ms   p95 %7.2f ms   min %7.2f ms\n", "hooks+metrics", r.WithMetrics.MedianMS, r.WithMetrics.P95MS, r.WithMetrics.MinMS)
 	fmt.Printf("  %-16s median %+7.2f ms   p95 %+7.2f ms\n", "added", r.AddedMedianMS, r.AddedP95MS)
+	fmt.Printf("  %-16s median %+7.2f ms (metrics on, less metrics off; target under 1 ms)\n", "metrics added", r.MetricsAddedMedianMS)
 	fmt.Printf("  hook's own time (its log): createRuntime median %.2f ms, poststop median %.2f ms; %d poststops drained, %d failed\n",
 		r.CreateRuntimeMS, r.PoststopMS, r.PoststopDrained, r.PoststopFailures)
+	fmt.Printf("  hook's own time, metrics off / on (medians): createRuntime %.2f / %.2f ms, poststop %.2f / %.2f ms\n",
+		r.StageByMetricsMS["createRuntime off"], r.StageByMetricsMS["createRuntime on"], r.StageByMetricsMS["poststop off"], r.StageByMetricsMS["poststop on"])
 	fmt.Printf("  per hook run (medians): exec of true %.2f ms, sockreap-hook version %.2f ms, a stage doing nothing but config, state and log %.2f ms\n",
 		r.Steps["exec_true"], r.Steps["hook_version"], r.Steps["hook_noop_stage"])
+	fmt.Printf("  a poststop process with metrics off / on (medians): %.2f / %.2f ms: metrics add %+.2f ms (target under 1 ms)\n",
+		r.Steps["hook_poststop_metrics_off"], r.Steps["hook_poststop_metrics_on"], r.Steps["hook_poststop_metrics_on"]-r.Steps["hook_poststop_metrics_off"])
+	for _, stage := range []string{"createRuntime", "poststop"} {
+		if ss := r.StageSteps[stage]; len(ss) > 0 {
+			fmt.Printf("  inside the %s process (medians, ms):", stage)
+			for _, st := range ss {
+				fmt.Printf(" %s %.2f", st.Step, st.MedianMS)
+			}
+			fmt.Println()
+		}
+	}
 	verdict := "met"
 	if !r.TargetMet {
 		verdict = "NOT met"
@@ -173,6 +238,10 @@ func steps(hook, tmp string, n int) (map[string]float64, error) {
 		{"exec_true", []string{truePath}},
 		{"hook_version", []string{hook, "version"}},
 		{"hook_noop_stage", []string{hook, "startContainer", "--state-dir", filepath.Join(tmp, "steps"), "--log", log}},
+		// A poststop that finds nothing to work on, without and with
+		// the textfile metrics: what metrics add to a hook process.
+		{"hook_poststop_metrics_off", []string{hook, "poststop", "--state-dir", filepath.Join(tmp, "steps"), "--log", log, "--metrics-dir", filepath.Join(tmp, "no-textfile")}},
+		{"hook_poststop_metrics_on", []string{hook, "poststop", "--state-dir", filepath.Join(tmp, "steps"), "--log", log, "--metrics-dir", filepath.Join(tmp, "textfile")}},
 	}
 	ds := make([][]time.Duration, len(variants))
 	for range n {
@@ -230,11 +299,13 @@ func hookDurations(logFile string, r *result) error {
 	}
 	defer f.Close()
 	var cr, ps []time.Duration
+	byMetrics := map[string][]time.Duration{} // stage, metrics off or on
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		var l struct {
 			Stage      string          `json:"stage"`
+			Container  string          `json:"container"`
 			DurationMS float64         `json:"duration_ms"`
 			Error      string          `json:"error"`
 			Report     json.RawMessage `json:"report"`
@@ -243,6 +314,12 @@ func hookDurations(logFile string, r *result) error {
 			continue
 		}
 		d := time.Duration(l.DurationMS * float64(time.Millisecond))
+		switch {
+		case strings.HasPrefix(l.Container, "srbench-h"):
+			byMetrics[l.Stage+" off"] = append(byMetrics[l.Stage+" off"], d)
+		case strings.HasPrefix(l.Container, "srbench-m"):
+			byMetrics[l.Stage+" on"] = append(byMetrics[l.Stage+" on"], d)
+		}
 		switch l.Stage {
 		case "createRuntime":
 			cr = append(cr, d)
@@ -257,6 +334,10 @@ func hookDurations(logFile string, r *result) error {
 	}
 	if len(cr) > 0 {
 		r.CreateRuntimeMS = summarize(cr).MedianMS
+	}
+	r.StageByMetricsMS = map[string]float64{}
+	for k, ds := range byMetrics {
+		r.StageByMetricsMS[k] = summarize(ds).MedianMS
 	}
 	if len(ps) > 0 {
 		r.PoststopMS = summarize(ps).MedianMS
@@ -319,4 +400,83 @@ func makeBundle(dir string) (string, error) {
 	}
 	out, _ := json.MarshalIndent(doc, "", "\t")
 	return dir, os.WriteFile(path, out, 0o644)
+}
+
+// hookEnv sets env in the environment of the hooks of bundle that run
+// hook (runtimes start hooks with only their own "env").
+func hookEnv(bundle, hook string, env ...string) error {
+	path := filepath.Join(bundle, "config.json")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return err
+	}
+	hooks, _ := doc["hooks"].(map[string]any)
+	for _, list := range hooks {
+		for _, h := range list.([]any) {
+			if m := h.(map[string]any); m["path"] == hook {
+				m["env"] = env
+			}
+		}
+	}
+	out, err := json.MarshalIndent(doc, "", "\t")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, out, 0o644)
+}
+
+// stageSteps reads the steps the hooks recorded (package steptime) and
+// returns each step's median by stage, skipping the warm-up runs.
+func stageSteps(file string, warmup int) (map[string][]stepMedian, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, fmt.Errorf("step times: %w", err)
+	}
+	defer f.Close()
+	type line struct {
+		Label string
+		Steps []struct {
+			Step string
+			MS   float64
+		}
+	}
+	seen := map[string]int{}
+	order := map[string][]string{}
+	times := map[string]map[string][]time.Duration{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var l line
+		if json.Unmarshal(sc.Bytes(), &l) != nil {
+			continue
+		}
+		if seen[l.Label]++; seen[l.Label] <= warmup {
+			continue
+		}
+		if times[l.Label] == nil {
+			times[l.Label] = map[string][]time.Duration{}
+		}
+		total := 0.0
+		for _, st := range l.Steps {
+			if _, ok := times[l.Label][st.Step]; !ok {
+				order[l.Label] = append(order[l.Label], st.Step)
+			}
+			times[l.Label][st.Step] = append(times[l.Label][st.Step], time.Duration(st.MS*float64(time.Millisecond)))
+			total += st.MS
+		}
+		times[l.Label][" total"] = append(times[l.Label][" total"], time.Duration(total*float64(time.Millisecond)))
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	out := map[string][]stepMedian{}
+	for label, names := range order {
+		for _, name := range append(names, " total") {
+			out[label] = append(out[label], stepMedian{strings.TrimSpace(name), summarize(times[label][name]).MedianMS})
+		}
+	}
+	return out, nil
 }
