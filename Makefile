@@ -66,7 +66,8 @@ demo: deps build
 test-kernels: deps build
 	$(GO) run ./test/kernels
 
-# install: both binaries, the systemd gc unit and timer (deploy/systemd) and
+# install: the binaries, the systemd units (gc's and its timer, the NRI
+# plugin's, not enabled; deploy/systemd) and
 # the hooks.d files (deploy/hooks.d) with their paths pointed at BINDIR.
 # Engines are configured separately: sockreap-hook configure docker|containerd|crio|hooksd.
 SYSTEMDDIR ?= $(PREFIX)/lib/systemd/system
@@ -78,6 +79,7 @@ install: build
 	install -d $(DESTDIR)$(BINDIR)
 	install -m 0755 bin/sockreap-hook $(DESTDIR)$(BINDIR)/sockreap-hook
 	install -m 0755 bin/sockreap-shim $(DESTDIR)$(BINDIR)/sockreap-shim
+	install -m 0755 bin/sockreap-nri $(DESTDIR)$(BINDIR)/sockreap-nri
 	install -d $(DESTDIR)$(SYSTEMDDIR) $(DESTDIR)$(HOOKSDIR)
 	@set -e; for f in $(UNITS); do \
 		sed 's|/usr/local/bin/|$(BINDIR)/|g' $$f > $(DESTDIR)$(SYSTEMDDIR)/$$(basename $$f); \
@@ -87,9 +89,10 @@ install: build
 		chmod 0644 $(DESTDIR)$(HOOKSDIR)/$$(basename $$f); echo "installed $(DESTDIR)$(HOOKSDIR)/$$(basename $$f)"; done
 	@echo "next: systemctl daemon-reload && systemctl enable --now $(notdir $(filter %.timer,$(UNITS)))"
 	@echo "      then configure your engine: $(BINDIR)/sockreap-hook configure docker|containerd|crio (see README.md)"
+	@echo "      or, on a Kubernetes node with NRI: systemctl enable --now sockreap-nri (docs/kubernetes.md)"
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/sockreap-hook $(DESTDIR)$(BINDIR)/sockreap-shim
+	rm -f $(DESTDIR)$(BINDIR)/sockreap-hook $(DESTDIR)$(BINDIR)/sockreap-shim $(DESTDIR)$(BINDIR)/sockreap-nri
 	rm -f $(addprefix $(DESTDIR)$(SYSTEMDDIR)/,$(notdir $(UNITS)))
 	rm -f $(addprefix $(DESTDIR)$(HOOKSDIR)/,$(notdir $(HOOKFILES)))
 	@echo "engine configurations still name sockreap; take it out with (each keeps a .sockreap-bak.* backup):"

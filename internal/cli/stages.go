@@ -229,6 +229,10 @@ func runStage(env *Env, c *Command, stage oci.Stage, args []string, fn stageFunc
 	}
 	err := errors.Join(append(problems, out.Err)...)
 	if mt != nil {
+		// Other hooks' updates queue on one lock: wait no longer than
+		// the budget's end (a moment, when it is spent already), so the
+		// runtime never kills the hook for its metrics.
+		mt.LockWait = max(time.Until(start.Add(budget)), metricsMinWait)
 		if merr := recordStage(mt, s.cfg, string(stage), out, time.Since(start), err != nil); merr != nil {
 			out.Warnings = append(out.Warnings, "metrics: "+merr.Error())
 		}
@@ -246,6 +250,9 @@ func runStage(env *Env, c *Command, stage oci.Stage, args []string, fn stageFunc
 	}
 	return &Failure{Cmd: string(stage), Err: err}
 }
+
+// metricsMinWait is the least a stage waits for the metrics lock.
+const metricsMinWait = 100 * time.Millisecond
 
 // badInput marks a stage error caused by its input (the state on stdin,
 // the configuration file): with --strict it exits 2, not 3.

@@ -153,8 +153,12 @@ func CheckHookLog(t T, d *Daemon, p *Pod, drained bool) {
 			t.Errorf("hook log has stages %v for container %s, want poststop", stages[id], id)
 		}
 	}
-	if drained && drains != 1 || !drained && drains != 0 {
-		t.Errorf("the pod's namespace was drained %d times, want %d", drains, map[bool]int{true: 1, false: 0}[drained])
+	want := 0
+	if drained {
+		want = 1
+	}
+	if drains != want {
+		t.Errorf("the pod's namespace was drained %d times, want %d", drains, want)
 	}
 	if t.Failed() {
 		t.Logf("hook log about pod %s:\n%s", p.ID, strings.Join(lines, "\n"))

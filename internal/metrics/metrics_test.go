@@ -270,3 +270,37 @@ func BenchmarkTextfileRecord(b *testing.B) {
 		}
 	}
 }
+
+// A writer with a bounded wait gives up on a lock held past it: its run
+// goes uncounted, is not taken for a killed hook, and the next writer
+// counts normally.
+func TestLockWaitGivesUp(t *testing.T) {
+	dir := t.TempDir()
+	w, err := metrics.OpenTextfile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Record(orphanDrained()); err != nil { // creates the state
+		t.Fatal(err)
+	}
+	held, err := os.OpenFile(filepath.Join(dir, metrics.StateFile), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(held.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	w.Begin("poststop")
+	w.LockWait = 50 * time.Millisecond
+	if err := w.Record(orphanDrained()); err == nil || !strings.Contains(err.Error(), "not counted") {
+		t.Errorf("Record with the lock held elsewhere: %v, want it to give up", err)
+	}
+	held.Close()
+	r, err := metrics.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, k := r.Drains["hook|drained"], r.Drains["hook|killed"]; n != 1 || k != 0 {
+		t.Errorf("after one counted run and one given up: drained %d, killed %d; want 1 and 0", n, k)
+	}
+}

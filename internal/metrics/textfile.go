@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -35,7 +36,12 @@ type Textfile struct {
 	// them cheap: a file created and removed per hook run. Every RunDir
 	// used is kept in the state, so that any writer sweeps them all.
 	RunDir string
-	marker string // this process's running marker, "" when none
+	// LockWait bounds the wait for the state's lock, 0 for none. A hook
+	// queueing behind many others on a loaded node must not outlast its
+	// OCI timeout (the runtime would kill it before it logs): past the
+	// wait its run goes uncounted, with an error.
+	LockWait time.Duration
+	marker   string // this process's running marker, "" when none
 }
 
 func (t *Textfile) runDir() string {
@@ -110,6 +116,7 @@ func (t *Textfile) SetGauges(g Gauges) error {
 func (t *Textfile) Update(fn func(*Recorder)) error {
 	f, err := t.lock()
 	if err != nil {
+		t.dropMarker() // not killed: it gave up
 		return err
 	}
 	defer f.Close()
@@ -166,11 +173,25 @@ func (t *Textfile) lock() (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open metrics state: %w", err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock metrics state %s: %w", path, err)
+	how, deadline := unix.LOCK_EX, time.Time{}
+	if t.LockWait > 0 {
+		how, deadline = unix.LOCK_EX|unix.LOCK_NB, time.Now().Add(t.LockWait)
 	}
-	return f, nil
+	for {
+		err := unix.Flock(int(f.Fd()), how)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
+			f.Close()
+			return nil, fmt.Errorf("lock metrics state %s: %w", path, err)
+		}
+		if !deadline.IsZero() && time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("lock metrics state %s: held by other writers for %s; this run is not counted", path, t.LockWait)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 func decode(f *os.File) (*Recorder, error) {
@@ -214,13 +235,18 @@ func swapIn(path string, data []byte) error {
 	return nil
 }
 
-// sweep removes this process's running marker and counts as killed the
-// hooks whose marker outlived their process.
-func (t *Textfile) sweep(r *Recorder) {
+// dropMarker removes this process's running marker.
+func (t *Textfile) dropMarker() {
 	if t.marker != "" {
 		os.Remove(t.marker)
 		t.marker = ""
 	}
+}
+
+// sweep removes this process's running marker and counts as killed the
+// hooks whose marker outlived their process.
+func (t *Textfile) sweep(r *Recorder) {
+	t.dropMarker()
 	for _, dir := range append([]string{filepath.Join(t.Dir, runningDir)}, r.RunDirs...) {
 		sweepDir(dir, r)
 	}

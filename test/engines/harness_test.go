@@ -249,7 +249,7 @@ func TestMakeInstall(t *testing.T) {
 	vars := []string{"-C", "../..", "DESTDIR=" + dest, "PREFIX=/opt/sockreap"}
 	out := run(t, "make", append(vars, "install")...)
 	bin := filepath.Join(dest, "opt/sockreap/bin")
-	for _, name := range []string{"sockreap-hook", "sockreap-shim"} {
+	for _, name := range []string{"sockreap-hook", "sockreap-shim", "sockreap-nri"} {
 		if st, err := os.Stat(filepath.Join(bin, name)); err != nil || st.Mode().Perm()&0o111 == 0 {
 			t.Errorf("%s not installed as an executable: %v\n%s", name, err, out)
 		}
