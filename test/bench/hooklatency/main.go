@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sockreap/sockreap/internal/oci"
 	"github.com/sockreap/sockreap/internal/steptime"
 	"github.com/sockreap/sockreap/test/bench/load"
 	"golang.org/x/sys/unix"
@@ -32,6 +33,7 @@ func main() {
 	runtime := flag.String("runtime", "runc", "OCI runtime")
 	asJSON := flag.Bool("json", false, "print the result as JSON")
 	stepTimes := flag.Bool("steps", false, "time each step inside the hook processes (SOCKREAP_STEPTIME in the hooks' environment, which costs a file append per run) and print their medians per stage")
+	named := flag.Bool("named-netns", false, "the containers join a network namespace mount made once with ip netns add, as containerd's CRI pause containers do; the hooks are added as sockreap-shim adds them there (poststop alone: no pin needed)")
 	bg := flag.Int("load", 0, "background processes to start first (ten threads each on average; package test/bench/load), removed afterwards")
 	flag.Parse()
 	l, err := load.Start(*bg, 10**bg)
@@ -39,7 +41,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "hooklatency: background load: %v\n", err)
 		os.Exit(1)
 	}
-	err = run(*n, *warmup, *hook, *runtime, *asJSON, *stepTimes, l.String())
+	err = run(*n, *warmup, *hook, *runtime, *asJSON, *stepTimes, *named, l.String())
 	l.Stop()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "hooklatency: %v\n", err)
@@ -57,8 +59,12 @@ type stats struct {
 type result struct {
 	Runtime    string `json:"runtime"`
 	Background string `json:"background"` // load on the host: idle, or N processes, T threads
-	Without    stats  `json:"without_hooks"`
-	With       stats  `json:"with_hooks"`
+	// Netns is where the containers' network namespace comes from: made
+	// by the runtime (both hooks), or a mount config.json names (the
+	// hooks as sockreap-shim adds them: poststop alone).
+	Netns   string `json:"netns"`
+	Without stats  `json:"without_hooks"`
+	With    stats  `json:"with_hooks"`
 	// WithMetrics: the hooks writing node_exporter's textfile too;
 	// MetricsAddedMedianMS is its median less With's (target: under 1).
 	WithMetrics          stats   `json:"with_hooks_and_metrics"`
@@ -89,7 +95,7 @@ type stepMedian struct {
 	MedianMS float64 `json:"median_ms"`
 }
 
-func run(n, warmup int, hook, runtime string, asJSON, stepTimes bool, background string) error {
+func run(n, warmup int, hook, runtime string, asJSON, stepTimes, named bool, background string) error {
 	if n < 30 {
 		return fmt.Errorf("-n %d: at least 30 cycles per variant", n)
 	}
@@ -137,6 +143,20 @@ func run(n, warmup int, hook, runtime string, asJSON, stepTimes bool, background
 	if err != nil {
 		return err
 	}
+	netnsKind := "made by the runtime"
+	if named {
+		name := fmt.Sprintf("srbench-%d", os.Getpid())
+		if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+			return fmt.Errorf("ip netns add %s: %v: %s", name, err, out)
+		}
+		defer exec.Command("ip", "netns", "del", name).Run()
+		netnsKind = "/var/run/netns/" + name + " named in config.json"
+		for _, b := range []string{plain, hooked, metered} {
+			if err := setNetnsPath(b, "/var/run/netns/"+name); err != nil {
+				return err
+			}
+		}
+	}
 	// The hooks with metrics off, and with the node_exporter textfile
 	// on (a directory of their own, not the node's).
 	logFile := filepath.Join(tmp, "hook.log")
@@ -149,6 +169,12 @@ func run(n, warmup int, hook, runtime string, asJSON, stepTimes bool, background
 		body := fmt.Sprintf("state_dir = %q\nlog_file = %q\nmetrics_dir = %q\n", stateDir, logFile, v.metrics)
 		if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
 			return err
+		}
+		if named {
+			if err := addHooksAsShim(v.bundle, hook, cfg); err != nil {
+				return err
+			}
+			continue
 		}
 		if out, err := exec.Command(hook, "configure", "runc", "--bundle", v.bundle, "--hook", hook,
 			"--config", cfg).CombinedOutput(); err != nil {
@@ -182,7 +208,7 @@ func run(n, warmup int, hook, runtime string, asJSON, stepTimes bool, background
 			without, with, withMetrics = append(without, a), append(with, b), append(withMetrics, c)
 		}
 	}
-	r := result{Runtime: runtime, Background: background, Without: summarize(without), With: summarize(with), WithMetrics: summarize(withMetrics), TargetMedianMS: 10}
+	r := result{Runtime: runtime, Background: background, Netns: netnsKind, Without: summarize(without), With: summarize(with), WithMetrics: summarize(withMetrics), TargetMedianMS: 10}
 	r.AddedMedianMS = r.With.MedianMS - r.Without.MedianMS
 	r.AddedP95MS = r.With.P95MS - r.Without.P95MS
 	r.MetricsAddedMedianMS = r.WithMetrics.MedianMS - r.With.MedianMS
@@ -203,7 +229,7 @@ func run(n, warmup int, hook, runtime string, asJSON, stepTimes bool, background
 		enc.SetIndent("", "  ")
 		return enc.Encode(r)
 	}
-	fmt.Printf("%s run+delete cycle latency, %d cycles each (interleaved, %d warm-up), host %s\n", runtime, n, warmup, background)
+	fmt.Printf("%s run+delete cycle latency, %d cycles each (interleaved, %d warm-up), host %s, network namespace %s\n", runtime, n, warmup, background, netnsKind)
 	fmt.Printf("  %-16s median %7.2f ms   p95 %7.2f ms   min %7.2f ms\n", "without hooks", r.Without.MedianMS, r.Without.P95MS, r.Without.MinMS)
 	fmt.Printf("  %-16s median %7.2f ms   p95 %7.2f ms   min %7.2f ms\n", "with hooks", r.With.MedianMS, r.With.P95MS, r.With.MinMS)
 	fmt.Printf("  %-16s median %7.2f ms   p95 %7.2f ms   min %7.2f ms\n", "hooks+metrics", r.WithMetrics.MedianMS, r.WithMetrics.P95MS, r.WithMetrics.MinMS)
@@ -490,4 +516,42 @@ func stageSteps(file string, warmup int) (map[string][]stepMedian, error) {
 		}
 	}
 	return out, nil
+}
+
+// setNetnsPath makes the bundle's container join the namespace at path.
+func setNetnsPath(bundle, path string) error {
+	file := filepath.Join(bundle, "config.json")
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return err
+	}
+	for _, ns := range doc["linux"].(map[string]any)["namespaces"].([]any) {
+		if m := ns.(map[string]any); m["type"] == "network" {
+			m["path"] = path
+		}
+	}
+	out, err := json.MarshalIndent(doc, "", "\t")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(file, out, 0o644)
+}
+
+// addHooksAsShim adds the hooks the way sockreap-shim does: only the
+// stages the bundle needs (oci.PinNeeded).
+func addHooksAsShim(bundle, hook, cfgFile string) error {
+	c, err := oci.ReadConfig(bundle)
+	if err != nil {
+		return err
+	}
+	var stages []oci.Stage
+	if needed, _ := oci.PinNeeded(c, oci.ClassifyNetnsPath(c.NetnsPath).Kind); !needed {
+		stages = []oci.Stage{oci.StagePoststop}
+	}
+	_, err = oci.AddHooks(bundle, oci.HookOptions{Path: hook, Args: []string{"--config", cfgFile}, Timeout: oci.DefaultHookTimeout, Stages: stages})
+	return err
 }
