@@ -46,7 +46,7 @@ func sleeper(t *testing.T, wrapper ...string) int {
 // nsenter exec the command after setns).
 func waitInside(t *testing.T, x *nettest.Netns, pid int) {
 	t.Helper()
-	nettest.WaitUntil(2*time.Second, func() bool {
+	nettest.WaitUntil(20*time.Second, func() bool {
 		in, _ := netns.ProcIn(x.NS.ID, pid)
 		return in && netns.Comm(pid) != "ip" && netns.Comm(pid) != "nsenter"
 	})
@@ -188,7 +188,7 @@ func TestCgroupHint(t *testing.T) {
 	h := nettest.StartHelper(t, nil, nettest.ThreadListener, x.Path, "127.0.0.1:9304")
 	t.Cleanup(func() {
 		h.Stop()
-		nettest.WaitUntil(2*time.Second, func() bool { return os.Remove(cg) == nil })
+		nettest.WaitUntil(20*time.Second, func() bool { return os.Remove(cg) == nil })
 	})
 	if err := os.WriteFile(cg+"/cgroup.procs", []byte(strconv.Itoa(h.PID)), 0); err != nil {
 		t.Skipf("cannot move a process into a cgroup: %v", err)

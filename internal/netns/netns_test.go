@@ -72,7 +72,7 @@ func TestProcsFindsProcessInside(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	found := nettest.WaitUntil(2*time.Second, func() bool {
+	found := nettest.WaitUntil(20*time.Second, func() bool {
 		procs, _, _ := netns.Procs(x.NS.ID)
 		return len(procs) == 1 && procs[0].PID == cmd.Process.Pid && procs[0].Comm == "sleep"
 	})

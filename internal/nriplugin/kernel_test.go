@@ -31,7 +31,7 @@ func orphanIn(t *testing.T, x, p *nettest.Netns, link *nettest.Link) {
 	nettest.Accept(t, lst)
 	nettest.Fill(t, c)
 	c.Close()
-	if nettest.WaitUntil(3*time.Second, func() bool { return strings.Contains(strings.Join(x.SS(t), "\n"), "FIN-WAIT-1") }) < 0 {
+	if nettest.WaitUntil(20*time.Second, func() bool { return strings.Contains(strings.Join(x.SS(t), "\n"), "FIN-WAIT-1") }) < 0 {
 		t.Fatalf("no orphan in %s: %v", x.Name, x.SS(t))
 	}
 }
@@ -67,7 +67,7 @@ func TestStopPodSandboxSkipsANamespaceWithALiveProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() })
-	if nettest.WaitUntil(3*time.Second, func() bool { return strings.Contains(strings.Join(x.SS(t), "\n"), ":7300") }) < 0 {
+	if nettest.WaitUntil(20*time.Second, func() bool { return strings.Contains(strings.Join(x.SS(t), "\n"), ":7300") }) < 0 {
 		t.Fatal("the listener never appeared in the namespace")
 	}
 
@@ -104,7 +104,7 @@ func TestPodFromASynchronizationIsDrainedWhenItsPauseExits(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = pause.Process.Kill(); _ = pause.Wait() })
-	if nettest.WaitUntil(3*time.Second, func() bool {
+	if nettest.WaitUntil(20*time.Second, func() bool {
 		out, _ := exec.Command("ip", "netns", "pids", x.Name).Output()
 		return strings.TrimSpace(string(out)) != ""
 	}) < 0 {
@@ -122,7 +122,7 @@ func TestPodFromASynchronizationIsDrainedWhenItsPauseExits(t *testing.T) {
 	}
 	_ = pause.Process.Kill()
 	_ = pause.Wait()
-	if nettest.WaitUntil(5*time.Second, func() bool { return len(x.SS(t)) == 0 }) < 0 {
+	if nettest.WaitUntil(20*time.Second, func() bool { return len(x.SS(t)) == 0 }) < 0 {
 		t.Fatalf("the namespace was not drained after its pause process exited: %v\nlog: %s", x.SS(t), buf)
 	}
 	// The runtime's StopPodSandbox, where it comes, finds it done: the
@@ -163,7 +163,7 @@ func TestPauseExitWithAppStillInsideLeavesItToStopPodSandbox(t *testing.T) {
 	}
 	pause := start("sleep", "60")
 	app := start("busybox", "nc", "-l", "-p", "7400") // holds a socket inside
-	if nettest.WaitUntil(3*time.Second, func() bool { return strings.Contains(strings.Join(x.SS(t), "\n"), ":7400") }) < 0 {
+	if nettest.WaitUntil(20*time.Second, func() bool { return strings.Contains(strings.Join(x.SS(t), "\n"), ":7400") }) < 0 {
 		t.Fatal("the app's listener never appeared")
 	}
 	pl, buf := newTestPlugin(realDrainer(t), 0)
@@ -172,7 +172,7 @@ func TestPauseExitWithAppStillInsideLeavesItToStopPodSandbox(t *testing.T) {
 	pl.Synchronize(context.Background(), []*api.PodSandbox{pd})
 	_ = pause.Process.Kill()
 	_ = pause.Wait()
-	if nettest.WaitUntil(5*time.Second, func() bool { return strings.Contains(buf.String(), "PauseExited") }) < 0 {
+	if nettest.WaitUntil(20*time.Second, func() bool { return strings.Contains(buf.String(), "PauseExited") }) < 0 {
 		t.Fatalf("no PauseExited line: %s", buf)
 	}
 	_ = app.Process.Kill()

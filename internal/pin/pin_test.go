@@ -56,7 +56,7 @@ func TestPinKeepsNamespaceAfterProcessExits(t *testing.T) {
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	source := "/proc/" + strconv.Itoa(cmd.Process.Pid) + "/ns/net"
 	var want netns.ID
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for {
 		id, err := netns.IDOf(source)
 		self, _ := netns.Self()
@@ -234,7 +234,7 @@ func TestPinNSPinsTheOpenedNamespace(t *testing.T) {
 	source := "/proc/" + strconv.Itoa(cmd.Process.Pid) + "/ns/net"
 	self, _ := netns.Self()
 	var ns *netns.NS
-	nettest.WaitUntil(5*time.Second, func() bool {
+	nettest.WaitUntil(20*time.Second, func() bool {
 		n, err := netns.Open(source)
 		if err != nil || n.ID == self {
 			if n != nil {

@@ -50,7 +50,7 @@ func stateCounts(t *testing.T, n *nettest.Netns) map[string]int {
 // waitState polls X until the dump shows at least n sockets in key.
 func waitState(t *testing.T, x *nettest.Netns, key string, n int) {
 	t.Helper()
-	if nettest.WaitUntil(3*time.Second, func() bool { return stateCounts(t, x)[key] >= n }) < 0 {
+	if nettest.WaitUntil(20*time.Second, func() bool { return stateCounts(t, x)[key] >= n }) < 0 {
 		t.Fatalf("no %d sockets in %s appeared; have %v", n, key, stateCounts(t, x))
 	}
 }

@@ -133,7 +133,7 @@ func TestDrainRefusesLiveProcess(t *testing.T) {
 	}
 	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
 	// Wait until sleep runs inside the namespace.
-	nettest.WaitUntil(2*time.Second, func() bool {
+	nettest.WaitUntil(20*time.Second, func() bool {
 		r := run(t, "drain", "--netns", x.Path)
 		return strings.Contains(r.stderr, "sleep")
 	})

@@ -145,7 +145,7 @@ func TestExitCodesDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
-	nettest.WaitUntil(5*time.Second, func() bool {
+	nettest.WaitUntil(20*time.Second, func() bool {
 		return strings.Contains(run(t, "drain", "--netns", busy.Path).stderr, "live process")
 	})
 	x, _, _ := orphanNetns(t)

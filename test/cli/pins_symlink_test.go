@@ -65,7 +65,7 @@ func sleeperIn(t *testing.T, n *nettest.Netns) int {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	pid := cmd.Process.Pid
-	nettest.WaitUntil(5*time.Second, func() bool {
+	nettest.WaitUntil(20*time.Second, func() bool {
 		id, err := netns.IDOf("/proc/" + strconv.Itoa(pid) + "/ns/net")
 		return err == nil && id == n.NS.ID
 	})

@@ -50,7 +50,7 @@ func TestHostileNamesQuoted(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	pid := cmd.Process.Pid
-	nettest.WaitUntil(5*time.Second, func() bool {
+	nettest.WaitUntil(20*time.Second, func() bool {
 		id, err := netns.IDOf("/proc/" + strconv.Itoa(pid) + "/ns/net")
 		comm, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
 		return err == nil && id == n.NS.ID && strings.HasPrefix(string(comm), "e\x1b")
