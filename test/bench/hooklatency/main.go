@@ -76,14 +76,14 @@ type result struct {
 	// AddedPairedMS is the median of the differences of cycles run one
 	// after the other (with hooks less without): less moved by drift
 	// of a shared machine than the difference of the two medians.
-	AddedPairedMS float64 `json:"added_paired_median_ms"`
-	AddedP95MS       float64            `json:"added_p95_ms"`
-	CreateRuntimeMS  float64            `json:"hook_create_runtime_median_ms"` // as the hook logs it
-	PoststopMS       float64            `json:"hook_poststop_median_ms"`
-	TargetMedianMS   float64            `json:"target_added_median_ms"`
-	TargetMet        bool               `json:"target_met"`
-	PoststopDrained  int                `json:"poststop_drained"`
-	PoststopFailures int                `json:"poststop_failures"`
+	AddedPairedMS    float64 `json:"added_paired_median_ms"`
+	AddedP95MS       float64 `json:"added_p95_ms"`
+	CreateRuntimeMS  float64 `json:"hook_create_runtime_median_ms"` // as the hook logs it
+	PoststopMS       float64 `json:"hook_poststop_median_ms"`
+	TargetMedianMS   float64 `json:"target_added_median_ms"`
+	TargetMet        bool    `json:"target_met"`
+	PoststopDrained  int     `json:"poststop_drained"`
+	PoststopFailures int     `json:"poststop_failures"`
 	// Steps are the medians of what every hook run pays before its
 	// stage's own work: starting a process, starting sockreap-hook
 	// (Go runtime, command table), and a stage that does nothing but read
