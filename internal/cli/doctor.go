@@ -67,10 +67,10 @@ func runDoctor(env *Env, c *Command, args []string) error {
 	if derr != nil {
 		r.DyingError = derr.Error()
 	}
-	if mt := openMetrics(s.cfg); mt != nil {
-		if err := mt.SetGauges(g); err != nil {
-			fmt.Fprintf(env.Stderr, "%s doctor: warning: metrics: %v\n", Prog, err)
-		}
+	mt, err := openMetrics(s.cfg)
+	warnMetrics(env, c.Name, err)
+	if mt != nil {
+		warnMetrics(env, c.Name, mt.SetGauges(g))
 	}
 	if *asJSON {
 		_ = json.NewEncoder(env.Stdout).Encode(r)

@@ -90,10 +90,12 @@ func runDrain(env *Env, c *Command, args []string) error {
 		hint.PIDs = []int{t.pid}
 	}
 	out := core.DrainNamespace(context.Background(), ns, hint)
-	if mt := openMetrics(s.cfg); mt != nil && !*dryRun {
-		ev := metrics.DrainEvent{Frontend: metrics.FrontendCLI, Outcome: outcomeName(out), Report: out.Report, Failed: out.Err != nil}
-		if err := mt.Record(ev); err != nil {
-			fmt.Fprintf(env.Stderr, "%s drain: warning: metrics: %v\n", Prog, err)
+	if !*dryRun {
+		mt, err := openMetrics(s.cfg)
+		warnMetrics(env, c.Name, err)
+		if mt != nil {
+			ev := metrics.DrainEvent{Frontend: metrics.FrontendCLI, Outcome: outcomeName(out), Report: out.Report, Failed: out.Err != nil}
+			warnMetrics(env, c.Name, mt.Record(ev))
 		}
 	}
 	switch out.Action {

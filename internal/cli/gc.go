@@ -99,10 +99,10 @@ func runGC(env *Env, c *Command, args []string) error {
 			s.log.Info("swept leftover pin metadata and lock files", "stage", "gc", "files", n)
 		}
 	}
-	if mt := openMetrics(s.cfg); mt != nil {
-		if err := recordGC(mt, s.cfg, events, stale, now, *dryRun); err != nil {
-			fmt.Fprintf(env.Stderr, "%s gc: warning: metrics: %v\n", Prog, err)
-		}
+	mt, err := openMetrics(s.cfg)
+	warnMetrics(env, c.Name, err)
+	if mt != nil {
+		warnMetrics(env, c.Name, recordGC(mt, s.cfg, events, stale, now, *dryRun))
 	}
 	if *asJSON {
 		if results == nil {

@@ -34,19 +34,31 @@ func (f *commonFlags) addMetrics(fs *flag.FlagSet) {
 }
 
 // openMetrics is the textfile sink of the resolved metrics directory,
-// nil when metrics are off (no directory configured, or none there).
-func openMetrics(cfg *config.Config) *metrics.Textfile {
+// nil when metrics are off: no directory configured, or none there (no
+// node_exporter on this node). A directory that is there but cannot be
+// used is an error, for the caller to warn about.
+func openMetrics(cfg *config.Config) (*metrics.Textfile, error) {
 	if cfg.MetricsDir == "" {
-		return nil
+		return nil, nil
 	}
 	t, err := metrics.OpenTextfile(cfg.MetricsDir)
+	if errors.Is(err, metrics.ErrNoDir) {
+		return nil, nil
+	}
 	if err != nil {
-		return nil
+		return nil, err
 	}
 	// Running markers on the state directory's tmpfs: cheaper than the
 	// textfile directory's disk.
 	t.RunDir = filepath.Join(cfg.StateDir, "metrics-running")
-	return t
+	return t, nil
+}
+
+// warnMetrics prints a metrics problem of an operator command.
+func warnMetrics(env *Env, cmd string, err error) {
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "%s %s: warning: metrics: %v\n", Prog, cmd, err)
+	}
 }
 
 // outcomeName is an outcome's action for the outcome label.

@@ -177,9 +177,12 @@ func runStage(env *Env, c *Command, stage oci.Stage, args []string, fn stageFunc
 	}
 	s := resolve(env, o)
 	budget := effectiveBudget(s.cfg.BudgetDuration(), ociTimeout)
-	var mt *metrics.Textfile
+	var (
+		mt    *metrics.Textfile
+		mtErr error
+	)
 	if fn != nil { // stages that do nothing are not worth a metric
-		mt = openMetrics(s.cfg)
+		mt, mtErr = openMetrics(s.cfg)
 	}
 	if mt != nil {
 		mt.Begin(string(stage)) // if the runtime kills this process, the next hook counts it
@@ -233,9 +236,10 @@ func runStage(env *Env, c *Command, stage oci.Stage, args []string, fn stageFunc
 		// the budget's end (a moment, when it is spent already), so the
 		// runtime never kills the hook for its metrics.
 		mt.LockWait = max(time.Until(start.Add(budget)), metricsMinWait)
-		if merr := recordStage(mt, s.cfg, string(stage), out, time.Since(start), err != nil); merr != nil {
-			out.Warnings = append(out.Warnings, "metrics: "+merr.Error())
-		}
+		mtErr = recordStage(mt, s.cfg, string(stage), out, time.Since(start), err != nil)
+	}
+	if mtErr != nil {
+		out.Warnings = append(out.Warnings, "metrics: "+mtErr.Error())
 	}
 	steptime.Mark("metrics")
 	logStage(s.log, stage, out, time.Since(start), budget, err)

@@ -2,6 +2,7 @@ package metrics_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -236,6 +237,9 @@ func TestKilledHookCounted(t *testing.T) {
 	if n := r.Drains["hook|killed"]; n != 0 {
 		t.Fatalf("a hook still at work counted as killed (%d)", n)
 	}
+	// Runtimes kill hooks at an OCI timeout of whole seconds: writers
+	// take a hook younger than a second for one at work without looking.
+	time.Sleep(1100 * time.Millisecond)
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 	for range 2 {
@@ -268,6 +272,30 @@ func BenchmarkTextfileRecord(b *testing.B) {
 		if err := t.Record(orphanDrained()); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A directory others may write, or a symlink to one, is refused: sockreap
+// writes there as root.
+func TestOpenTextfileRefusesUnsafeDirs(t *testing.T) {
+	base := t.TempDir()
+	open := filepath.Join(base, "open")
+	if err := os.Mkdir(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(open, 0o777)
+	if _, err := metrics.OpenTextfile(open); err == nil || !strings.Contains(err.Error(), "chmod go-w") {
+		t.Errorf("world-writable directory: %v", err)
+	}
+	link := filepath.Join(base, "link")
+	if err := os.Symlink(t.TempDir(), link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := metrics.OpenTextfile(link); err == nil {
+		t.Error("a symlink to a directory was accepted")
+	}
+	if _, err := metrics.OpenTextfile(filepath.Join(base, "none")); !errors.Is(err, metrics.ErrNoDir) {
+		t.Errorf("missing directory: %v, want ErrNoDir", err)
 	}
 }
 

@@ -42,7 +42,14 @@ type Textfile struct {
 	// wait its run goes uncounted, with an error.
 	LockWait time.Duration
 	marker   string // this process's running marker, "" when none
+	// dir is Dir, opened once and checked: every file in it is reached
+	// through it, so a directory swapped for another (or a symlink)
+	// after the check changes nothing.
+	dir *os.File
 }
+
+// Close lets go of the directory.
+func (t *Textfile) Close() error { return t.dir.Close() }
 
 func (t *Textfile) runDir() string {
 	if t.RunDir != "" {
@@ -52,7 +59,8 @@ func (t *Textfile) runDir() string {
 }
 
 // Open returns the textfile sink for dir, or Nop when dir is empty or
-// does not exist (no node_exporter here: metrics are quietly off).
+// does not exist (no node_exporter here: metrics are quietly off) or
+// cannot be used.
 func Open(dir string) Sink {
 	t, err := OpenTextfile(dir)
 	if err != nil {
@@ -61,20 +69,35 @@ func Open(dir string) Sink {
 	return t
 }
 
-// OpenTextfile returns the textfile sink for dir, which must be a
-// directory.
+// ErrNoDir is OpenTextfile's error for a directory that does not exist.
+var ErrNoDir = errors.New("no metrics directory")
+
+// OpenTextfile returns the textfile sink for dir: a directory (not a
+// symlink) owned by root or the caller that only its owner may write, so
+// that nobody else can plant files sockreap then writes to as root.
 func OpenTextfile(dir string) (*Textfile, error) {
 	if dir == "" {
-		return nil, errors.New("no metrics directory given")
+		return nil, ErrNoDir
 	}
-	fi, err := os.Stat(dir)
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
+		return nil, fmt.Errorf("%w %s", ErrNoDir, dir)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("metrics directory: %w", err)
+		return nil, fmt.Errorf("metrics directory %s: %w (a directory, not a symlink, is needed)", dir, err)
 	}
-	if !fi.IsDir() {
-		return nil, fmt.Errorf("metrics directory %s is not a directory", dir)
+	d := os.NewFile(uintptr(fd), dir)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("metrics directory %s: %w", dir, err)
 	}
-	return &Textfile{Dir: dir}, nil
+	if euid := uint32(os.Geteuid()); (st.Uid != 0 && st.Uid != euid) || st.Mode&0o022 != 0 {
+		d.Close()
+		return nil, fmt.Errorf("metrics directory %s: owned by uid %d with mode %#o: others could plant files there; make it root's, writable by its owner only (chown root; chmod go-w)",
+			dir, st.Uid, st.Mode&0o7777)
+	}
+	return &Textfile{Dir: dir, dir: d}, nil
 }
 
 // Begin marks this process as a hook at work in stage, so that if it is
@@ -135,7 +158,7 @@ func (t *Textfile) Update(fn func(*Recorder)) error {
 	if err := r.WriteText(&b); err != nil {
 		return err
 	}
-	if err := swapIn(filepath.Join(t.Dir, PromFile), b.Bytes()); err != nil {
+	if err := t.swapIn(PromFile, b.Bytes()); err != nil {
 		return err
 	}
 	state, err := json.Marshal(r)
@@ -161,6 +184,7 @@ func Load(dir string) (*Recorder, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer t.Close()
 	var out *Recorder
 	err = t.Update(func(r *Recorder) { out = r })
 	return out, err
@@ -169,10 +193,11 @@ func Load(dir string) (*Recorder, error) {
 // lock opens the state file and takes its exclusive lock.
 func (t *Textfile) lock() (*os.File, error) {
 	path := filepath.Join(t.Dir, StateFile)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o644)
+	fd, err := unix.Openat(int(t.dir.Fd()), StateFile, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("open metrics state: %w", err)
+		return nil, fmt.Errorf("open metrics state %s: %w", path, err)
 	}
+	f := os.NewFile(uintptr(fd), path)
 	how, deadline := unix.LOCK_EX, time.Time{}
 	if t.LockWait > 0 {
 		how, deadline = unix.LOCK_EX|unix.LOCK_NB, time.Now().Add(t.LockWait)
@@ -210,27 +235,38 @@ func decode(f *os.File) (*Recorder, error) {
 	return r, nil
 }
 
-// swapIn writes data to a temporary file beside path and exchanges the
+// swapIn writes data to a temporary file beside name and exchanges the
 // two atomically (renameat2 RENAME_EXCHANGE), then removes the old one. A
-// plain rename over path would do as well for readers, but on ext4 it
+// plain rename over name would do as well for readers, but on ext4 it
 // flushes the new file at once (auto_da_alloc); the exchange does not.
 // No fsync either: a crash may lose the latest figures, which Prometheus
 // takes as a counter reset.
-func swapIn(path string, data []byte) error {
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp."+strconv.Itoa(os.Getpid()))
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", tmp, err)
+func (t *Textfile) swapIn(name string, data []byte) error {
+	dfd := int(t.dir.Fd())
+	tmp := "." + name + ".tmp." + strconv.Itoa(os.Getpid())
+	_ = unix.Unlinkat(dfd, tmp, 0) // left by a process killed here
+	fd, err := unix.Openat(dfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", filepath.Join(t.Dir, tmp), err)
 	}
-	err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, path, unix.RENAME_EXCHANGE)
+	f := os.NewFile(uintptr(fd), tmp)
+	_, werr := f.Write(data)
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		_ = unix.Unlinkat(dfd, tmp, 0)
+		return fmt.Errorf("write %s: %w", filepath.Join(t.Dir, tmp), werr)
+	}
+	err = unix.Renameat2(dfd, tmp, dfd, name, unix.RENAME_EXCHANGE)
 	if err != nil {
 		// No file to exchange with yet (or a filesystem without the
 		// exchange): a plain rename.
-		err = os.Rename(tmp, path)
+		err = unix.Renameat(dfd, tmp, dfd, name)
 	}
-	os.Remove(tmp)
+	_ = unix.Unlinkat(dfd, tmp, 0)
 	if err != nil {
-		return fmt.Errorf("replace %s: %w", path, err)
+		return fmt.Errorf("replace %s: %w", filepath.Join(t.Dir, name), err)
 	}
 	return nil
 }
@@ -257,6 +293,16 @@ func sweepDir(dir string, r *Recorder) {
 	if err != nil {
 		return
 	}
+	// A runtime kills a hook at its OCI timeout, a whole number of
+	// seconds: a hook started less than a second ago is at work, without
+	// a look at /proc. With many hooks queued on the lock, that is most.
+	var young uint64
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts) == nil {
+		if now := uint64(ts.Sec)*clockTicks + uint64(ts.Nsec)/(1e9/clockTicks); now > clockTicks {
+			young = now - clockTicks
+		}
+	}
 	for _, e := range ents {
 		parts := strings.Split(e.Name(), ".")
 		if len(parts) != 3 {
@@ -267,6 +313,9 @@ func sweepDir(dir string, r *Recorder) {
 		if err1 != nil || err2 != nil {
 			continue
 		}
+		if young > 0 && start > young {
+			continue // started within the last second
+		}
 		if now, err := startTime(pid); err == nil && now == start {
 			continue // still at work
 		}
@@ -275,6 +324,10 @@ func sweepDir(dir string, r *Recorder) {
 		}
 	}
 }
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat's times: 100 on every
+// Linux architecture sockreap runs on.
+const clockTicks = 100
 
 // startTime is a process's start time in clock ticks since boot (field 22
 // of /proc/PID/stat): with the pid it names one process, whatever reuses
