@@ -23,7 +23,7 @@ const DefaultDir = "/var/lib/prometheus/node-exporter"
 // Files in the metrics directory.
 const (
 	PromFile   = "sockreap.prom"       // the exposition node_exporter reads
-	StateFile  = "sockreap.state"      // the counters (JSON), flocked while updated
+	StateFile  = "sockreap.state"      // the counters (state.go), flocked while updated
 	PromLock   = ".sockreap.prom.lock" // held by the writer publishing the exposition
 	runningDir = ".sockreap-running"   // a marker per hook process at work
 )
