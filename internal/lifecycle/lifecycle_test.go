@@ -373,6 +373,7 @@ func TestPoststopWithoutPin(t *testing.T) {
 		{"no config.json", nil, false, Failed, false, "no pin at", false},
 		{"no network namespace of its own", &oci.Config{}, false, NothingToDrain, false, "no network namespace of its own", false},
 		{"namespace by /proc path", &oci.Config{HasNetns: true, NetnsPath: "/proc/100/ns/net"}, false, NothingToDrain, false, "stale", true},
+		{"host's namespace by /proc path", &oci.Config{HasNetns: true, NetnsPath: "/proc/1/ns/net"}, false, NothingToDrain, false, "shares the host's network namespace", false},
 		{"namespace not nsfs", &oci.Config{HasNetns: true, NetnsPath: "/var/run/netns/gone"}, false, NothingToDrain, false, "already released", true},
 		{"engine's mount", &oci.Config{HasNetns: true, NetnsPath: "/var/run/netns/cni-1"}, false, Drained, true, "", false},
 		{"createRuntime never ran", &oci.Config{HasNetns: true}, true, NothingToDrain, false, "never pinned", false},

@@ -189,6 +189,12 @@ func (c *Core) Poststop(ctx context.Context, st *specs.State) Outcome {
 	switch np := c.Namespaces.Classify(path); np.Kind {
 	case oci.NetnsProc:
 		o.Action = NothingToDrain
+		if why := c.sharesHostOrOwn(np.Resolved); why != "" {
+			// hostNetwork pods: every app container names the pause
+			// process's namespace, which is the host's. Expected, so quiet.
+			o.Reason = why
+			return o
+		}
 		o.warn("config.json names the namespace by process (%s), which is stale after the container stopped; not trusted", path)
 		return o
 	case oci.NetnsNsfs:
@@ -201,6 +207,23 @@ func (c *Core) Poststop(ctx context.Context, st *specs.State) Outcome {
 	d := c.openAndDrain(ctx, path, poststopHint(st, nil, cfg))
 	d.Container, d.Warnings = st.ID, append(o.Warnings, d.Warnings...)
 	return d
+}
+
+// sharesHostOrOwn says why a namespace path leads to a namespace that is
+// never drained (the host's or sockreap's own), "" when it does not or
+// cannot be identified.
+func (c *Core) sharesHostOrOwn(path string) string {
+	id, err := c.Namespaces.IDOf(path)
+	if err != nil {
+		return ""
+	}
+	if host, _ := c.Namespaces.IsHost(id); host {
+		return "the container shares the host's network namespace"
+	}
+	if self, err := c.Namespaces.Self(); err == nil && id == self {
+		return "the container shares sockreap's own network namespace"
+	}
+	return ""
 }
 
 // poststopKey is the key of the container's pin. It is the id and the

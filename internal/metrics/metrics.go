@@ -14,10 +14,11 @@
 //
 // The exposition here is written by hand, not with client_golang: a hook is
 // a fresh process per container start and stop, and the client library's
-// registry, its protobuf descriptors and their init cost about a
-// millisecond and several MiB per process, while the text format is a few
-// lines of well-specified output (checked with promtool in the tests).
-// Only the hooks' path is hand-written; the endpoint uses the library.
+// start-up (its registry, protobuf descriptors, expfmt) is paid every
+// time: a program counting one event took 6 ms with it and 3 ms with this
+// package (docs/monitoring.md), while the text format is a few lines of
+// well-specified output (checked with promtool in the tests). Only the
+// hooks' path is hand-written; the endpoint uses the library.
 package metrics
 
 import (

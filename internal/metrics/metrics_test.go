@@ -174,6 +174,7 @@ func TestTextfileConcurrentProcesses(t *testing.T) {
 	rwg.Add(1)
 	go func() {
 		defer rwg.Done()
+		var seen float64
 		for {
 			select {
 			case <-stop:
@@ -181,10 +182,19 @@ func TestTextfileConcurrentProcesses(t *testing.T) {
 			default:
 			}
 			if b, err := os.ReadFile(filepath.Join(dir, metrics.PromFile)); err == nil {
-				if _, err := promtest.Parse(bytes.NewReader(b)); err != nil {
+				f, err := promtest.Parse(bytes.NewReader(b))
+				if err != nil {
 					errs <- fmt.Errorf("a reader saw a broken exposition: %v", err)
 					return
 				}
+				// Counters never go back: a scrape would take that
+				// for a reset.
+				v, _ := f.Value(metrics.NameDrains, map[string]string{"frontend": "hook", "outcome": "drained"})
+				if v < seen {
+					errs <- fmt.Errorf("the exposition went back from %v to %v drains", seen, v)
+					return
+				}
+				seen = v
 			}
 		}
 	}()

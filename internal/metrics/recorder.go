@@ -51,6 +51,9 @@ type Recorder struct {
 	Kernel          *reap.Capabilities `json:"kernel,omitempty"`
 	GCLastRun       int64              `json:"gc_last_run,omitempty"` // unix seconds
 
+	// Gen counts updates (the state file's header, not its JSON).
+	Gen uint64 `json:"-"`
+
 	// RunDirs are the directories of running markers writers used
 	// (Textfile.RunDir), swept by every writer.
 	RunDirs []string `json:"run_dirs,omitempty"`

@@ -23,9 +23,10 @@ const DefaultDir = "/var/lib/prometheus/node-exporter"
 
 // Files in the metrics directory.
 const (
-	PromFile   = "sockreap.prom"     // the exposition node_exporter reads
-	StateFile  = "sockreap.state"    // the counters (JSON), flocked while updated
-	runningDir = ".sockreap-running" // a marker per hook process at work
+	PromFile   = "sockreap.prom"       // the exposition node_exporter reads
+	StateFile  = "sockreap.state"      // the counters (JSON), flocked while updated
+	PromLock   = ".sockreap.prom.lock" // held by the writer publishing the exposition
+	runningDir = ".sockreap-running"   // a marker per hook process at work
 )
 
 // Textfile is the node_exporter textfile sink of one directory.
@@ -132,17 +133,18 @@ func (t *Textfile) SetGauges(g Gauges) error {
 	return t.Update(func(r *Recorder) { r.SetGauges(g) })
 }
 
-// Update applies fn to the counters under the state file's lock, then
-// writes the exposition, swapped in whole so that a reader sees the old
-// file or the new one, and the state, in place. Concurrent updaters (hooks
-// of containers stopping together) queue on the lock and lose nothing.
+// Update applies fn to the counters under the state file's lock and
+// writes them back in place, then publishes the exposition. Concurrent
+// updaters (hooks of containers stopping together) queue on the lock,
+// which they hold only to read, add and write the counters, and lose
+// nothing; the exposition is written by one of them at a time (publish).
 func (t *Textfile) Update(fn func(*Recorder)) error {
+	start := time.Now()
 	f, err := t.lock()
 	if err != nil {
 		t.dropMarker() // not killed: it gave up
 		return err
 	}
-	defer f.Close()
 	r, err := decode(f)
 	if err != nil {
 		// A damaged state (a crash mid-write) restarts the counters:
@@ -154,20 +156,29 @@ func (t *Textfile) Update(fn func(*Recorder)) error {
 	}
 	t.sweep(r)
 	fn(r)
-	var b bytes.Buffer
-	if err := r.WriteText(&b); err != nil {
+	r.Gen++
+	err = writeState(f, r)
+	f.Close()
+	if err != nil {
 		return err
 	}
-	if err := t.swapIn(PromFile, b.Bytes()); err != nil {
-		return err
+	var deadline time.Time
+	if t.LockWait > 0 {
+		deadline = start.Add(t.LockWait)
 	}
-	state, err := json.Marshal(r)
+	return t.publish(r, deadline)
+}
+
+// writeState writes the counters in place, under the lock: no rename,
+// which on ext4 would start writeback of the file at once (auto_da_alloc),
+// milliseconds on a busy disk. A fixed-width header holds the generation,
+// so that publishers compare it without decoding the rest.
+func writeState(f *os.File, r *Recorder) error {
+	body, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("encode metrics state: %w", err)
 	}
-	// In place, under the lock: no rename, which on ext4 would start
-	// writeback of the file at once (auto_da_alloc), milliseconds on a
-	// busy disk for every hook.
+	state := append([]byte(fmt.Sprintf("%020d\n", r.Gen)), body...)
 	if _, err := f.WriteAt(state, 0); err != nil {
 		return fmt.Errorf("write metrics state %s: %w", f.Name(), err)
 	}
@@ -175,6 +186,112 @@ func (t *Textfile) Update(fn func(*Recorder)) error {
 		return fmt.Errorf("write metrics state %s: %w", f.Name(), err)
 	}
 	return nil
+}
+
+// publish writes the exposition of the latest counters; r is what this
+// writer left. One writer publishes at a time (the lock on PromLock,
+// which also holds the generation last published, so the exposition never
+// goes back to older counts); one that finds it taken leaves the work to
+// its holder, who looks at the counters' generation after each write and
+// again after letting go, so the last update is always published. Past
+// deadline (when set) it stops looking: a later writer, gc or stats
+// publishes what is left.
+func (t *Textfile) publish(r *Recorder, deadline time.Time) error {
+	lockPath := filepath.Join(t.Dir, PromLock)
+	fd, err := unix.Openat(int(t.dir.Fd()), PromLock, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", lockPath, err)
+	}
+	defer unix.Close(fd)
+	late := func() bool { return !deadline.IsZero() && time.Now().After(deadline) }
+	for {
+		if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return nil // the holder publishes this update too
+			}
+			return fmt.Errorf("lock %s: %w", lockPath, err)
+		}
+		last := readGen(fd)
+		var perr error
+		for !late() {
+			if r == nil || r.Gen <= last {
+				if gen, err := t.gen(); err != nil || gen <= last {
+					break
+				}
+				if r, perr = t.read(); perr != nil {
+					break
+				}
+			}
+			var b bytes.Buffer
+			if perr = r.WriteText(&b); perr != nil {
+				break
+			}
+			if perr = t.swapIn(PromFile, b.Bytes()); perr != nil {
+				break
+			}
+			last = r.Gen
+			_, _ = unix.Pwrite(fd, []byte(fmt.Sprintf("%020d", last)), 0)
+			r = nil
+		}
+		unix.Flock(fd, unix.LOCK_UN)
+		if perr != nil {
+			return perr
+		}
+		// An update that found the lock taken while this writer was
+		// done but not yet gone is seen here.
+		if gen, err := t.gen(); err != nil || gen <= last || late() {
+			return nil
+		}
+		r = nil
+	}
+}
+
+// readGen reads the generation last published from the publish lock file.
+func readGen(fd int) uint64 {
+	var b [20]byte
+	if n, err := unix.Pread(fd, b[:], 0); err != nil || n != len(b) {
+		return 0
+	}
+	g, _ := strconv.ParseUint(string(b[:]), 10, 64)
+	return g
+}
+
+// openState opens the state file under a shared lock, for reading.
+func (t *Textfile) openState() (*os.File, error) {
+	path := filepath.Join(t.Dir, StateFile)
+	fd, err := unix.Openat(int(t.dir.Fd()), StateFile, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open metrics state %s: %w", path, err)
+	}
+	if err := unix.Flock(fd, unix.LOCK_SH); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("lock metrics state %s: %w", path, err)
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
+
+// gen reads the counters' generation.
+func (t *Textfile) gen() (uint64, error) {
+	f, err := t.openState()
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var h [21]byte
+	if _, err := f.ReadAt(h[:], 0); err != nil {
+		return 0, err
+	}
+	return strconv.ParseUint(string(h[:20]), 10, 64)
+}
+
+// read reads the counters.
+func (t *Textfile) read() (*Recorder, error) {
+	f, err := t.openState()
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return decode(f)
 }
 
 // Load reads the counters of the textfile in dir, counting hooks that were
@@ -227,6 +344,12 @@ func decode(f *os.File) (*Recorder, error) {
 	r := NewRecorder()
 	if len(b) == 0 {
 		return r, nil
+	}
+	if len(b) > 21 && b[20] == '\n' {
+		if r.Gen, err = strconv.ParseUint(string(b[:20]), 10, 64); err != nil {
+			return nil, fmt.Errorf("metrics state: bad generation %q", b[:20])
+		}
+		b = b[21:]
 	}
 	if err := json.Unmarshal(b, r); err != nil {
 		return nil, err

@@ -32,17 +32,9 @@ func hostNetwork(t *testing.T, m *critest.Mode, d *critest.Daemon) {
 	m.Check(t, d, p, false)
 	for _, r := range d.HookRecords(t, append([]string{p.ID}, p.Containers...)...) {
 		if r.Level == "INFO" {
-			continue
-		}
-		// TODO(lead): the lifecycle rule for app containers of hostNetwork
-		// pods: when there is no pin and config.json names
-		// /proc/<pid>/ns/net whose namespace is the host's (or the hook's
-		// own), log INFO "nothing to drain: the container shares the
-		// host's network namespace". Until the lifecycle does, the hook
-		// WARNs at every app container's poststop; this is the only
-		// noise allowed here.
-		if r.Stage == "poststop" && r.Container != p.ID && len(r.Warnings) == 1 && strings.Contains(r.Warnings[0], "names the namespace by process") {
-			t.Logf("TODO(lead): hostNetwork app container still logs %s: %s", r.Level, r.Warnings[0])
+			if r.Stage == "poststop" && r.Container != p.ID && !strings.Contains(r.Msg, "shares the host's network namespace") {
+				t.Errorf("hostNetwork app container: poststop does not say it shares the host's namespace: %s", r.Line)
+			}
 			continue
 		}
 		t.Errorf("hostNetwork pod: hook logged %s at %s of %s: %s", r.Level, r.Stage, r.Container, r.Line)
