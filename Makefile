@@ -50,15 +50,19 @@ fuzz:
 # runc run+delete cycles, then crictl stopp of pods on containerd 2.2 with
 # and without draining, the safety check and drain on a node-like host
 # (busynode: up to 3,000 background processes, 30,000 threads) and the
-# hooks' latency again under that load; see docs/bench.md. The CRI bench
-# puts itself into a container image, so it is built static.
+# hooks' latency again under that load, each both for a namespace runc
+# makes (createRuntime pins) and for one config.json names (poststop
+# alone, -named-netns); see docs/bench.md. The CRI bench puts itself into
+# a container image, so it is built static.
 bench: deps build
 	$(GO) run ./test/bench
-	$(GO) run ./test/bench/hooklatency -hook bin/sockreap-hook
+	$(GO) run ./test/bench/hooklatency -hook bin/sockreap-hook -steps
+	$(GO) run ./test/bench/hooklatency -hook bin/sockreap-hook -steps -named-netns
 	CGO_ENABLED=0 $(GO) run ./test/bench/cri -hook bin/sockreap-hook -shim bin/sockreap-shim -nri bin/sockreap-nri
 	$(GO) run ./test/bench/nri -nri bin/sockreap-nri
 	$(GO) run ./test/bench/busynode -hook bin/sockreap-hook
 	$(GO) run ./test/bench/hooklatency -hook bin/sockreap-hook -load 3000
+	$(GO) run ./test/bench/hooklatency -hook bin/sockreap-hook -load 3000 -named-netns
 
 demo: deps build
 	@scripts/demo.sh

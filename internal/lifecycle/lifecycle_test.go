@@ -243,6 +243,8 @@ func TestCreateRuntimeNoPinNeeded(t *testing.T) {
 		{"path by process", &oci.Config{HasNetns: true, NetnsPath: "/proc/100/ns/net"}, true},
 		{"path gone", &oci.Config{HasNetns: true, NetnsPath: "/var/run/netns/gone"}, true},
 		{"podman removes it first", &oci.Config{HasNetns: true, NetnsPath: "/var/run/netns/cni-1", Annotations: podman}, true},
+		{"CRI-O removes it first", &oci.Config{HasNetns: true, NetnsPath: "/var/run/netns/cni-1", Annotations: map[string]string{oci.AnnotationManager: "cri-o"}}, true},
+		{"containerd CRI keeps it", &oci.Config{HasNetns: true, NetnsPath: "/var/run/netns/cni-1", Annotations: map[string]string{"io.kubernetes.cri.container-type": "sandbox"}}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld()

@@ -5,7 +5,7 @@
 //
 // The short-lived hooks cannot be scraped, so they leave their figures in a
 // file for node_exporter's textfile collector (Textfile): every hook process
-// adds its event to counters kept in a JSON state file under an exclusive
+// adds its event to counters kept in a state file under an exclusive
 // flock and rewrites sockreap.prom atomically, so concurrent hooks lose no
 // increment and a scrape never sees half a file. Long-running front ends
 // (the NRI plugin) serve /metrics with the official client library instead

@@ -342,3 +342,49 @@ func TestLockWaitGivesUp(t *testing.T) {
 		t.Errorf("after one counted run and one given up: drained %d, killed %d; want 1 and 0", n, k)
 	}
 }
+
+// The state survives a round trip through its file, every field of it.
+func TestStateRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	w, err := metrics.OpenTextfile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.RunDir = filepath.Join(dir, "run dir") // a space, quoted
+	ev := orphanDrained()
+	if err := w.Update(func(r *metrics.Recorder) {
+		r.Record(ev)
+		r.Record(metrics.DrainEvent{Frontend: metrics.FrontendGC, Outcome: "drained", Released: true, Report: &reap.Report{DurationUS: 10}})
+		r.SetGauges(metrics.Gauges{Pins: metrics.Int(7), PinsStale: metrics.Int(0), DyingNetns: metrics.Int(1), DyingNetnsUpper: metrics.Int(9),
+			Kernel: &reap.Capabilities{Kernel: `6.18.0 "odd"`, Destroy: true, UDP: true, OrphanSafe: true}})
+		now := time.Unix(1796300000, 0)
+		r.SetGauges(metrics.Gauges{GCRun: &now})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := &bytes.Buffer{}
+	r1, err := metrics.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r1.WriteText(want)
+	r2, err := metrics.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := &bytes.Buffer{}
+	r2.WriteText(got)
+	if got.String() != want.String() || !strings.Contains(got.String(), `kernel="6.18.0 \"odd\""`) || !strings.Contains(got.String(), "sockreap_pins 7") ||
+		!strings.Contains(got.String(), "sockreap_gc_last_run_timestamp_seconds 1.7963e+09") {
+		t.Errorf("state lost something on the way:\n%s\n---\n%s", want, got)
+	}
+	if len(r2.RunDirs) != 1 || r2.RunDirs[0] != w.RunDir {
+		t.Errorf("run dirs %q", r2.RunDirs)
+	}
+	// A damaged state restarts the counters (a counter reset to Prometheus).
+	os.WriteFile(filepath.Join(dir, metrics.StateFile), []byte("garbage"), 0o644)
+	r3, err := metrics.Load(dir)
+	if err != nil || r3.Drains["hook|drained"] != 0 {
+		t.Errorf("damaged state: %v, %v", err, r3.Drains)
+	}
+}

@@ -33,7 +33,7 @@ func (h *Histogram) Observe(v float64) {
 }
 
 // Recorder accumulates events and gauges in memory; it is what the
-// textfile's state file holds between hook processes (as JSON), and it
+// textfile's state file holds between hook processes (state.go), and it
 // renders the exposition. Series keys join label values with "|".
 type Recorder struct {
 	Drains        map[string]uint64     `json:"drains"`         // frontend|outcome
@@ -51,7 +51,7 @@ type Recorder struct {
 	Kernel          *reap.Capabilities `json:"kernel,omitempty"`
 	GCLastRun       int64              `json:"gc_last_run,omitempty"` // unix seconds
 
-	// Gen counts updates (the state file's header, not its JSON).
+	// Gen counts updates (the state file's fixed-width header).
 	Gen uint64 `json:"-"`
 
 	// RunDirs are the directories of running markers writers used

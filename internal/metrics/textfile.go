@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,7 +23,7 @@ const DefaultDir = "/var/lib/prometheus/node-exporter"
 // Files in the metrics directory.
 const (
 	PromFile   = "sockreap.prom"       // the exposition node_exporter reads
-	StateFile  = "sockreap.state"      // the counters (JSON), flocked while updated
+	StateFile  = "sockreap.state"      // the counters (state.go), flocked while updated
 	PromLock   = ".sockreap.prom.lock" // held by the writer publishing the exposition
 	runningDir = ".sockreap-running"   // a marker per hook process at work
 )
@@ -158,7 +157,8 @@ func (t *Textfile) Update(fn func(*Recorder)) error {
 	fn(r)
 	r.Gen++
 	err = writeState(f, r)
-	f.Close()
+	defer f.Close()
+	unix.Flock(int(f.Fd()), unix.LOCK_UN)
 	if err != nil {
 		return err
 	}
@@ -166,19 +166,15 @@ func (t *Textfile) Update(fn func(*Recorder)) error {
 	if t.LockWait > 0 {
 		deadline = start.Add(t.LockWait)
 	}
-	return t.publish(r, deadline)
+	return t.publish(f, r, deadline)
 }
 
 // writeState writes the counters in place, under the lock: no rename,
 // which on ext4 would start writeback of the file at once (auto_da_alloc),
 // milliseconds on a busy disk. A fixed-width header holds the generation,
-// so that publishers compare it without decoding the rest.
+// so that publishers compare it without reading the rest.
 func writeState(f *os.File, r *Recorder) error {
-	body, err := json.Marshal(r)
-	if err != nil {
-		return fmt.Errorf("encode metrics state: %w", err)
-	}
-	state := append([]byte(fmt.Sprintf("%020d\n", r.Gen)), body...)
+	state := encodeState(r)
 	if _, err := f.WriteAt(state, 0); err != nil {
 		return fmt.Errorf("write metrics state %s: %w", f.Name(), err)
 	}
@@ -188,22 +184,21 @@ func writeState(f *os.File, r *Recorder) error {
 	return nil
 }
 
-// publish writes the exposition of the latest counters; r is what this
-// writer left. One writer publishes at a time (the lock on PromLock,
-// which also holds the generation last published, so the exposition never
-// goes back to older counts); one that finds it taken leaves the work to
-// its holder, who looks at the counters' generation after each write and
-// again after letting go, so the last update is always published. Past
-// deadline (when set) it stops looking: a later writer, gc or stats
-// publishes what is left.
-func (t *Textfile) publish(r *Recorder, deadline time.Time) error {
+// publish writes the exposition of the latest counters in state; r is
+// what this writer left there. One writer publishes at a time (the lock on
+// PromLock, which also holds the generation last published, so the
+// exposition never goes back to older counts); one that finds it taken
+// leaves the work to its holder, who looks at the counters' generation
+// after letting go, so the last update is always published. Past deadline
+// (when set) it stops looking: a later writer, gc or stats publishes what
+// is left.
+func (t *Textfile) publish(state *os.File, r *Recorder, deadline time.Time) error {
 	lockPath := filepath.Join(t.Dir, PromLock)
 	fd, err := unix.Openat(int(t.dir.Fd()), PromLock, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", lockPath, err)
 	}
 	defer unix.Close(fd)
-	late := func() bool { return !deadline.IsZero() && time.Now().After(deadline) }
 	for {
 		if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
 			if errors.Is(err, unix.EWOULDBLOCK) {
@@ -212,38 +207,58 @@ func (t *Textfile) publish(r *Recorder, deadline time.Time) error {
 			return fmt.Errorf("lock %s: %w", lockPath, err)
 		}
 		last := readGen(fd)
-		var perr error
-		for !late() {
-			if r == nil || r.Gen <= last {
-				if gen, err := t.gen(); err != nil || gen <= last {
-					break
-				}
-				if r, perr = t.read(); perr != nil {
-					break
-				}
-			}
-			var b bytes.Buffer
-			if perr = r.WriteText(&b); perr != nil {
-				break
-			}
-			if perr = t.swapIn(PromFile, b.Bytes()); perr != nil {
-				break
-			}
-			last = r.Gen
-			_, _ = unix.Pwrite(fd, []byte(fmt.Sprintf("%020d", last)), 0)
+		if r == nil || r.Gen <= last {
 			r = nil
+			if gen, err := genOf(state); err == nil && gen > last {
+				r, _ = readState(state)
+			}
+		}
+		var perr error
+		if r != nil && r.Gen > last {
+			var b bytes.Buffer
+			if perr = r.WriteText(&b); perr == nil {
+				if perr = t.swapIn(PromFile, b.Bytes()); perr == nil {
+					last = r.Gen
+					_, _ = unix.Pwrite(fd, []byte(fmt.Sprintf("%020d", last)), 0)
+				}
+			}
 		}
 		unix.Flock(fd, unix.LOCK_UN)
 		if perr != nil {
 			return perr
 		}
-		// An update that found the lock taken while this writer was
-		// done but not yet gone is seen here.
-		if gen, err := t.gen(); err != nil || gen <= last || late() {
+		// An update made while this writer held the lock is seen here.
+		gen, err := genOf(state)
+		if err != nil || gen <= last || (!deadline.IsZero() && time.Now().After(deadline)) {
 			return nil
 		}
 		r = nil
 	}
+}
+
+// genOf reads the counters' generation from the state file's header.
+func genOf(state *os.File) (uint64, error) {
+	if err := unix.Flock(int(state.Fd()), unix.LOCK_SH); err != nil {
+		return 0, err
+	}
+	defer unix.Flock(int(state.Fd()), unix.LOCK_UN)
+	var h [21]byte
+	if _, err := state.ReadAt(h[:], 0); err != nil {
+		return 0, err
+	}
+	return strconv.ParseUint(string(h[:20]), 10, 64)
+}
+
+// readState reads the counters from the state file.
+func readState(state *os.File) (*Recorder, error) {
+	if err := unix.Flock(int(state.Fd()), unix.LOCK_SH); err != nil {
+		return nil, err
+	}
+	defer unix.Flock(int(state.Fd()), unix.LOCK_UN)
+	if _, err := state.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	return decode(state)
 }
 
 // readGen reads the generation last published from the publish lock file.
@@ -254,44 +269,6 @@ func readGen(fd int) uint64 {
 	}
 	g, _ := strconv.ParseUint(string(b[:]), 10, 64)
 	return g
-}
-
-// openState opens the state file under a shared lock, for reading.
-func (t *Textfile) openState() (*os.File, error) {
-	path := filepath.Join(t.Dir, StateFile)
-	fd, err := unix.Openat(int(t.dir.Fd()), StateFile, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("open metrics state %s: %w", path, err)
-	}
-	if err := unix.Flock(fd, unix.LOCK_SH); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("lock metrics state %s: %w", path, err)
-	}
-	return os.NewFile(uintptr(fd), path), nil
-}
-
-// gen reads the counters' generation.
-func (t *Textfile) gen() (uint64, error) {
-	f, err := t.openState()
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	var h [21]byte
-	if _, err := f.ReadAt(h[:], 0); err != nil {
-		return 0, err
-	}
-	return strconv.ParseUint(string(h[:20]), 10, 64)
-}
-
-// read reads the counters.
-func (t *Textfile) read() (*Recorder, error) {
-	f, err := t.openState()
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return decode(f)
 }
 
 // Load reads the counters of the textfile in dir, counting hooks that were
@@ -341,21 +318,7 @@ func decode(f *os.File) (*Recorder, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := NewRecorder()
-	if len(b) == 0 {
-		return r, nil
-	}
-	if len(b) > 21 && b[20] == '\n' {
-		if r.Gen, err = strconv.ParseUint(string(b[:20]), 10, 64); err != nil {
-			return nil, fmt.Errorf("metrics state: bad generation %q", b[:20])
-		}
-		b = b[21:]
-	}
-	if err := json.Unmarshal(b, r); err != nil {
-		return nil, err
-	}
-	r.init()
-	return r, nil
+	return decodeState(b)
 }
 
 // swapIn writes data to a temporary file beside name and exchanges the
