@@ -133,6 +133,23 @@ func Size(path string) (int64, error) {
 	return fi.Size(), nil
 }
 
+// ReadConfig reads a file whose content decides what runs as root (a
+// configuration file) within limit bytes. A symlinked file (configuration
+// management links them) is resolved first; what it leads to must pass
+// CheckFile. A missing file is returned as is (fs.ErrNotExist).
+func ReadConfig(path string, limit int64) ([]byte, error) {
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
+	if err := CheckFile(path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w; refusing a configuration others can change", err)
+	}
+	return ReadFile(path, limit)
+}
+
 // MkdirPrivate creates directory path with mode 0700 (its missing parents
 // 0755), or checks an existing one with CheckOwnDir.
 func MkdirPrivate(path string) error {
