@@ -17,7 +17,7 @@ import (
 	"github.com/sockreap/sockreap/internal/netns"
 	"github.com/sockreap/sockreap/internal/nettest"
 	"github.com/sockreap/sockreap/internal/pin"
-	"golang.org/x/sys/unix"
+	"github.com/sockreap/sockreap/internal/pin/pintest"
 )
 
 // hookEnv is a state dir and log file of one test.
@@ -30,15 +30,7 @@ type hookEnv struct {
 func newHookEnv(t *testing.T) *hookEnv {
 	dir := t.TempDir()
 	h := &hookEnv{t: t, stateDir: filepath.Join(dir, "state"), logFile: filepath.Join(dir, "hook.log")}
-	t.Cleanup(func() {
-		s := pin.Store{Dir: h.stateDir}
-		if pins, _ := s.List(); pins != nil {
-			for _, p := range pins {
-				_, _ = s.Release(p.ID)
-			}
-		}
-		_ = unix.Unmount(filepath.Join(h.stateDir, "pins"), unix.MNT_DETACH)
-	})
+	pintest.Cleanup(t, h.stateDir)
 	return h
 }
 

@@ -21,8 +21,8 @@ import (
 	"github.com/sockreap/sockreap/internal/netns"
 	"github.com/sockreap/sockreap/internal/nettest"
 	"github.com/sockreap/sockreap/internal/pin"
+	"github.com/sockreap/sockreap/internal/pin/pintest"
 	"github.com/sockreap/sockreap/internal/testbin"
-	"golang.org/x/sys/unix"
 )
 
 // hookBin is sockreap-hook built for this test run.
@@ -198,17 +198,7 @@ func newHooks(t *testing.T) *hooks {
 	dir := t.TempDir()
 	h := &hooks{stateDir: filepath.Join(dir, "state"), logFile: filepath.Join(dir, "hook.log"), config: filepath.Join(dir, "config.toml")}
 	h.configure(t, "")
-	t.Cleanup(func() {
-		// Whatever a failed test left pinned is released, so that no
-		// namespace outlives it.
-		s := pin.Store{Dir: h.stateDir}
-		if pins, _ := s.List(); len(pins) > 0 {
-			for _, p := range pins {
-				_, _ = s.Release(p.ID)
-			}
-		}
-		_ = unix.Unmount(filepath.Join(h.stateDir, "pins"), unix.MNT_DETACH)
-	})
+	pintest.Cleanup(t, h.stateDir)
 	return h
 }
 
