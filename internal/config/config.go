@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -82,7 +81,7 @@ func Default() *Config {
 // unless required (the user named it explicitly).
 func Load(path string, required bool) (*Config, error) {
 	c := Default()
-	b, err := readBounded(path)
+	b, err := safefs.ReadConfig(path, MaxFileSize)
 	if errors.Is(err, fs.ErrNotExist) && !required {
 		return c, nil
 	}
@@ -179,20 +178,3 @@ func (c *Config) DrainOptions(b time.Duration) reap.Options {
 // MaxFileSize bounds the configuration file: a real one is a few hundred
 // bytes.
 const MaxFileSize = 1 << 20
-
-// readBounded reads path, a regular file of at most MaxFileSize bytes. A
-// symlinked config (configuration management links them) is resolved
-// first; the file it leads to is then opened without following links.
-func readBounded(path string) ([]byte, error) {
-	if real, err := filepath.EvalSymlinks(path); err == nil {
-		path = real
-	}
-	// Its content decides what runs as root: nobody else may write it.
-	if err := safefs.CheckFile(path); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("%w; refusing a configuration others can change", err)
-	}
-	return safefs.ReadFile(path, MaxFileSize)
-}

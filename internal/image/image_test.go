@@ -68,3 +68,36 @@ func TestBuildWritesALoadableArchive(t *testing.T) {
 		t.Error("Build accepted a binary that is not sockreap's")
 	}
 }
+
+func TestWriteStoresImagesSharingALayer(t *testing.T) {
+	dir := t.TempDir()
+	base, err := Layer{Dirs: RootDirs, Files: map[string][]byte{"/bin/x": []byte("x")}}.Tar()
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra, err := Layer{Files: map[string][]byte{"/y": []byte("y")}}.Tar()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "imgs.tar")
+	if err := Write(out,
+		Image{Ref: "test/a:1", Layers: [][]byte{base}, Entrypoint: []string{"/bin/x"}},
+		Image{Ref: "test/b:1", Layers: [][]byte{base, extra}, Cmd: []string{"/y"}},
+	); err != nil {
+		t.Fatal(err)
+	}
+	for ref, want := range map[string]int{"test/a:1": 1, "test/b:1": 2} {
+		tag, _ := name.NewTag(ref)
+		img, err := tarball.ImageFromPath(out, &tag)
+		if err != nil {
+			t.Fatalf("read %s back: %v", ref, err)
+		}
+		layers, err := img.Layers()
+		if err != nil || len(layers) != want {
+			t.Errorf("%s: %d layers (%v), want %d", ref, len(layers), err, want)
+		}
+	}
+	if err := Write(out, Image{Ref: "Not A Ref"}); err == nil {
+		t.Error("Write accepted a malformed reference")
+	}
+}

@@ -133,6 +133,23 @@ func Size(path string) (int64, error) {
 	return fi.Size(), nil
 }
 
+// ReadConfig reads a file whose content decides what runs as root (a
+// configuration file) within limit bytes. A symlinked file (configuration
+// management links them) is resolved first; what it leads to must pass
+// CheckFile. A missing file is returned as is (fs.ErrNotExist).
+func ReadConfig(path string, limit int64) ([]byte, error) {
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
+	if err := CheckFile(path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w; refusing a configuration others can change", err)
+	}
+	return ReadFile(path, limit)
+}
+
 // MkdirPrivate creates directory path with mode 0700 (its missing parents
 // 0755), or checks an existing one with CheckOwnDir.
 func MkdirPrivate(path string) error {
@@ -148,18 +165,30 @@ func MkdirPrivate(path string) error {
 // CheckOwnDir checks that path is a directory (not a symlink to one) that
 // only its owner may write, owned by root or the caller.
 func CheckOwnDir(path string) error {
+	st, err := lstatKind(path, unix.S_IFDIR, errNotDir)
+	if err != nil {
+		return err
+	}
+	return ownerOK(path, st)
+}
+
+var errNotDir = errors.New("not a directory")
+
+// lstatKind stats path itself (not what a symlink names) and refuses it,
+// with ErrSymlink or else notKind, unless its type is kind (unix.S_IF*).
+func lstatKind(path string, kind uint32, notKind error) (*unix.Stat_t, error) {
 	var st unix.Stat_t
 	if err := unix.Lstat(path, &st); err != nil {
-		return &fs.PathError{Op: "stat", Path: path, Err: err}
+		return nil, &fs.PathError{Op: "stat", Path: path, Err: err}
 	}
 	switch st.Mode & unix.S_IFMT {
-	case unix.S_IFDIR:
+	case kind:
+		return &st, nil
 	case unix.S_IFLNK:
-		return &fs.PathError{Op: "check", Path: path, Err: ErrSymlink}
+		return nil, &fs.PathError{Op: "check", Path: path, Err: ErrSymlink}
 	default:
-		return &fs.PathError{Op: "check", Path: path, Err: errors.New("not a directory")}
+		return nil, &fs.PathError{Op: "check", Path: path, Err: notKind}
 	}
-	return ownerOK(path, &st)
 }
 
 // CheckDir checks the directory path with CheckOwnDir and its ancestors
@@ -214,18 +243,11 @@ func CheckParents(path string) error {
 // root or the caller, writable by nobody else, in directories nobody else
 // may rewrite (CheckParents).
 func CheckFile(path string) error {
-	var st unix.Stat_t
-	if err := unix.Lstat(path, &st); err != nil {
-		return &fs.PathError{Op: "stat", Path: path, Err: err}
+	st, err := lstatKind(path, unix.S_IFREG, ErrNotRegular)
+	if err != nil {
+		return err
 	}
-	switch st.Mode & unix.S_IFMT {
-	case unix.S_IFREG:
-	case unix.S_IFLNK:
-		return &fs.PathError{Op: "check", Path: path, Err: ErrSymlink}
-	default:
-		return &fs.PathError{Op: "check", Path: path, Err: ErrNotRegular}
-	}
-	if err := ownerOK(path, &st); err != nil {
+	if err := ownerOK(path, st); err != nil {
 		return err
 	}
 	return CheckParents(path)

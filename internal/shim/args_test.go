@@ -86,6 +86,10 @@ func TestBundleDir(t *testing.T) {
 		{args: []string{"create", "-b=/b", "id"}, only: runc, bundle: "/b"},
 		{args: []string{"create", "-bundle", "/b", "id"}, only: strict, err: ErrDoubt},
 		{args: []string{"create", "-b=/b", "id"}, only: strict, err: ErrDoubt},
+		// A value for a boolean flag: runc reads a boolean; strict, none.
+		{args: []string{"create", "--no-pivot=true", "-b", "/b", "id"}, only: runc, bundle: "/b"},
+		{args: []string{"create", "--no-pivot=maybe", "-b", "/b", "id"}, only: runc, err: ErrDoubt},
+		{args: []string{"create", "--no-pivot=true", "-b", "/b", "id"}, only: strict, err: ErrDoubt},
 		{args: []string{"create", "-b/b", "id"}, err: ErrDoubt},
 		{args: []string{"run", "-db", "/b", "id"}, err: ErrDoubt},
 		// runc's reorder glues the id to a boolean flag before it, and

@@ -147,33 +147,9 @@ func runcBundle(args []string) (string, error) {
 		if !ok {
 			return "", doubt("bad flag syntax %q", a)
 		}
-		takes, known := createFlags[name]
-		if !known {
-			return "", doubt("unknown flag %q", a)
-		}
-		if name == "help" || name == "h" {
-			return "", ErrHelp
-		}
-		if !takes {
-			if hasValue {
-				if _, err := strconv.ParseBool(value); err != nil {
-					return "", doubt("flag %q: %q is no boolean", a, value)
-				}
-			}
-			continue
-		}
-		if !hasValue {
-			if i+1 >= len(args) {
-				return "", doubt("flag %q has no value", a)
-			}
-			i++
-			value = args[i]
-		}
-		if err := checkValue(a, name, value); err != nil {
+		var err error
+		if i, err = takeFlag(args, i, name, value, hasValue, boolValue, &bundle); err != nil {
 			return "", err
-		}
-		if name == "bundle" || name == "b" {
-			bundle = value
 		}
 	}
 	if n := len(args) - i; n != 1 {
@@ -210,31 +186,9 @@ func strictBundle(args []string) (string, error) {
 			// -bX, -b=X, -bundle, -db: runtimes read these differently.
 			return "", doubt("flag %q reads differently in different runtimes; write --name value", a)
 		}
-		takes, known := createFlags[name]
-		if !known {
-			return "", doubt("unknown flag %q", a)
-		}
-		if name == "help" || name == "h" {
-			return "", ErrHelp
-		}
-		if !takes {
-			if hasValue {
-				return "", doubt("flag %q takes no value", a)
-			}
-			continue
-		}
-		if !hasValue {
-			if i+1 >= len(args) {
-				return "", doubt("flag %q has no value", a)
-			}
-			i++
-			value = args[i]
-		}
-		if err := checkValue(a, name, value); err != nil {
+		var err error
+		if i, err = takeFlag(args, i, name, value, hasValue, noValue, &bundle); err != nil {
 			return "", err
-		}
-		if name == "bundle" || name == "b" {
-			bundle = value
 		}
 	}
 	if positional != 1 {
@@ -244,6 +198,56 @@ func strictBundle(args []string) (string, error) {
 }
 
 // checkValue refuses values that one runtime may take as the next flag.
+// takeFlag reads the flag args[i], split by the caller into name and (after
+// "=") value, by the rules both readers share: an unknown flag, help, or a
+// doubtful value is refused; a flag that takes a value and has none after
+// "=" takes the next argument. badValue judges a value written to a flag
+// that takes none. It returns the index of the last argument it used and
+// sets *bundle for -b/--bundle.
+func takeFlag(args []string, i int, name, value string, hasValue bool, badValue func(a, value string) error, bundle *string) (int, error) {
+	a := args[i]
+	takes, known := createFlags[name]
+	if !known {
+		return i, doubt("unknown flag %q", a)
+	}
+	if name == "help" || name == "h" {
+		return i, ErrHelp
+	}
+	if !takes {
+		if hasValue {
+			return i, badValue(a, value)
+		}
+		return i, nil
+	}
+	if !hasValue {
+		if i+1 >= len(args) {
+			return i, doubt("flag %q has no value", a)
+		}
+		i++
+		value = args[i]
+	}
+	if err := checkValue(a, name, value); err != nil {
+		return i, err
+	}
+	if name == "bundle" || name == "b" {
+		*bundle = value
+	}
+	return i, nil
+}
+
+// boolValue accepts what Go's flag package reads as a boolean (runc).
+func boolValue(a, value string) error {
+	if _, err := strconv.ParseBool(value); err != nil {
+		return doubt("flag %q: %q is no boolean", a, value)
+	}
+	return nil
+}
+
+// noValue refuses any value (the strict reading).
+func noValue(a, _ string) error {
+	return doubt("flag %q takes no value", a)
+}
+
 func checkValue(a, name, value string) error {
 	if strings.HasPrefix(value, "-") {
 		return doubt("flag %q: value %q looks like a flag", a, value)

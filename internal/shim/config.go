@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"path/filepath"
 
 	"github.com/pelletier/go-toml/v2"
 	"github.com/sockreap/sockreap/internal/oci"
@@ -48,7 +47,7 @@ func LoadConfig(inv *Invocation, getenv func(string) string) (*Config, error) {
 		path, explicit = inv.Config, true
 	}
 	c := &Config{}
-	data, err := readBounded(path)
+	data, err := safefs.ReadConfig(path, maxConfigSize)
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && !explicit:
 	case err != nil:
@@ -83,19 +82,3 @@ func LoadConfig(inv *Invocation, getenv func(string) string) (*Config, error) {
 
 // maxConfigSize bounds the shim's configuration file (a few lines).
 const maxConfigSize = 1 << 20
-
-// readBounded reads the config file within maxConfigSize, resolving a
-// symlinked file first (configuration management links them).
-func readBounded(path string) ([]byte, error) {
-	if real, err := filepath.EvalSymlinks(path); err == nil {
-		path = real
-	}
-	// Its content decides what runs as root: nobody else may write it.
-	if err := safefs.CheckFile(path); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("%w; refusing a configuration others can change", err)
-	}
-	return safefs.ReadFile(path, maxConfigSize)
-}

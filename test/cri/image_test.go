@@ -31,11 +31,11 @@ func TestImages(t *testing.T) {
 			// The runtime's start returns before its init process has
 			// exec'd the image's command (comm "runc:[2:INIT]" meanwhile).
 			comm := ""
-			if waitFor(10*time.Second, func() bool { comm = readFile("/proc/" + itoa(p.PausePID) + "/comm"); return comm == "sleep" }) < 0 {
+			if waitFor(30*time.Second, func() bool { comm = readFile("/proc/" + itoa(p.PausePID) + "/comm"); return comm == "sleep" }) < 0 {
 				t.Errorf("the pod's sandbox process is %q, want the pause image's sleep", comm)
 			}
 			p.Start(t, "app", "/bin/sh", "-c", "echo hello from $(busybox | head -1 | cut -d' ' -f1-2)")
-			if waitFor(10*time.Second, func() bool { return strings.Contains(p.Log("app"), "hello from BusyBox") }) < 0 {
+			if waitFor(30*time.Second, func() bool { return strings.Contains(p.Log("app"), "hello from BusyBox") }) < 0 {
 				t.Errorf("app container log: %q, want its busybox greeting", p.Log("app"))
 			}
 			p.Stop(t)

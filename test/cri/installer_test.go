@@ -61,7 +61,7 @@ func TestInstallerDaemonSet(t *testing.T) {
 	// containerd writes the container's output to its log file on its own
 	// time.
 	var out string
-	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+	for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
 		if out = readFile(c.Log); strings.Contains(out, "restart it") {
 			break
 		}

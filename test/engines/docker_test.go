@@ -223,7 +223,7 @@ func TestDockerOrphan(t *testing.T) {
 	t.Run("set-default", func(t *testing.T) {
 		out := d.configure(t, "--set-default", "--reload")
 		t.Logf("configure docker --set-default:\n%s", out)
-		deadline := time.Now().Add(10 * time.Second)
+		deadline := time.Now().Add(30 * time.Second)
 		for d.docker(t, "info", "--format", "{{.DefaultRuntime}}") != "sockreap" {
 			if time.Now().After(deadline) {
 				t.Fatal("dockerd did not switch its default runtime to sockreap after SIGHUP")
@@ -244,7 +244,7 @@ func TestDockerOrphan(t *testing.T) {
 // waitRuntime waits until dockerd lists runtime name (after SIGHUP).
 func waitRuntime(t *testing.T, d *dockerd, name string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(d.docker(t, "info", "--format", "{{json .Runtimes}}"), `"`+name+`"`) {
 		if time.Now().After(deadline) {
 			t.Fatalf("dockerd does not list runtime %s after configure --reload", name)

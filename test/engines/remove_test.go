@@ -31,7 +31,7 @@ func TestDockerRemove(t *testing.T) {
 		t.Errorf("--remove --reload: no backup or no reload:\n%s", out)
 	}
 	waitDefault(t, d, "runc")
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for strings.Contains(d.docker(t, "info", "--format", "{{json .Runtimes}}"), `"sockreap"`) {
 		if time.Now().After(deadline) {
 			t.Fatal("dockerd still lists runtime sockreap after --remove --reload")
@@ -72,7 +72,7 @@ func mustJSON(t *testing.T, v any) string {
 // waitDefault waits until dockerd's default runtime is name.
 func waitDefault(t *testing.T, d *dockerd, name string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for d.docker(t, "info", "--format", "{{.DefaultRuntime}}") != name {
 		if time.Now().After(deadline) {
 			t.Fatalf("dockerd's default runtime is not %s", name)

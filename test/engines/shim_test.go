@@ -197,7 +197,7 @@ func TestShimTransparent(t *testing.T) {
 
 func waitStopped(t *testing.T, rt *runtime, id string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		res := rt.run(t, "/", "state", id)
 		if strings.Contains(res.stdout, `"stopped"`) {
@@ -295,7 +295,7 @@ func TestShimSignals(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(readBack(t, out), "ready") {
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()

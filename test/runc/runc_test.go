@@ -316,7 +316,7 @@ func TestRunc50Parallel(t *testing.T) {
 		t.Errorf("%d metadata/lock files left in %s/meta", len(ents), h.stateDir)
 	}
 	left := 0
-	nettest.WaitUntil(10*time.Second, func() bool {
+	nettest.WaitUntil(30*time.Second, func() bool {
 		left = 0
 		for _, w := range witnesses {
 			if !nettest.LinkGone(peer, w) {
@@ -326,7 +326,7 @@ func TestRunc50Parallel(t *testing.T) {
 		return left == 0
 	})
 	if left > 0 {
-		t.Errorf("%d of %d container namespaces still exist 10 s after the deletes", left, n)
+		t.Errorf("%d of %d container namespaces still exist 30 s after the deletes", left, n)
 	}
 	drained := 0
 	for _, c := range cs {
