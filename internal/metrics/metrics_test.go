@@ -388,3 +388,35 @@ func TestStateRoundTrip(t *testing.T) {
 		t.Errorf("damaged state: %v, %v", err, r3.Drains)
 	}
 }
+
+// A state that is lost or damaged restarts the counters, and the
+// exposition follows at once (a counter reset to Prometheus), not once the
+// new counts pass the old ones.
+func TestStateLostPublishesAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	w, err := metrics.OpenTextfile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if err := w.Record(orphanDrained()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, damage := range []func(){
+		func() { os.Remove(filepath.Join(dir, metrics.StateFile)) },
+		func() {
+			os.WriteFile(filepath.Join(dir, metrics.StateFile), []byte("00000000000000000099\n{\"old\":1}"), 0o644)
+		},
+	} {
+		damage()
+		if err := w.Record(orphanDrained()); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, metrics.PromFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want(t, parse(t, b), metrics.NameDrains, map[string]string{"frontend": "hook", "outcome": "drained"}, 1)
+	}
+}

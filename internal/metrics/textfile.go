@@ -150,6 +150,11 @@ func (t *Textfile) Update(fn func(*Recorder)) error {
 		// Prometheus reads it as a counter reset.
 		r = NewRecorder()
 	}
+	if r.Gen == 0 {
+		// A new or restarted state goes on from the generation last
+		// published, or publishers would take it for an old one.
+		r.Gen = t.publishedGen()
+	}
 	if t.RunDir != "" && !slices.Contains(r.RunDirs, t.RunDir) {
 		r.RunDirs = append(r.RunDirs, t.RunDir)
 	}
@@ -208,28 +213,33 @@ func (t *Textfile) publish(state *os.File, r *Recorder, deadline time.Time) erro
 		}
 		last := readGen(fd)
 		if r == nil || r.Gen <= last {
+			// Published already, or older than what was: the
+			// state's own generation decides. One below the last
+			// published is a state restarted from scratch (lost,
+			// damaged, restored): published as it is.
 			r = nil
-			if gen, err := genOf(state); err == nil && gen > last {
+			if gen, err := genOf(state); err == nil && gen != last {
 				r, _ = readState(state)
 			}
 		}
 		var perr error
-		if r != nil && r.Gen > last {
+		published := false
+		if r != nil && r.Gen != last {
 			var b bytes.Buffer
 			if perr = r.WriteText(&b); perr == nil {
 				if perr = t.swapIn(PromFile, b.Bytes()); perr == nil {
-					last = r.Gen
+					last, published = r.Gen, true
 					_, _ = unix.Pwrite(fd, []byte(fmt.Sprintf("%020d", last)), 0)
 				}
 			}
 		}
 		unix.Flock(fd, unix.LOCK_UN)
-		if perr != nil {
-			return perr
+		if perr != nil || !published {
+			return perr // nothing new, or a state that cannot be read
 		}
 		// An update made while this writer held the lock is seen here.
 		gen, err := genOf(state)
-		if err != nil || gen <= last || (!deadline.IsZero() && time.Now().After(deadline)) {
+		if err != nil || gen == last || (!deadline.IsZero() && time.Now().After(deadline)) {
 			return nil
 		}
 		r = nil
@@ -259,6 +269,16 @@ func readState(state *os.File) (*Recorder, error) {
 		return nil, err
 	}
 	return decode(state)
+}
+
+// publishedGen is the generation last published, 0 when none.
+func (t *Textfile) publishedGen() uint64 {
+	fd, err := unix.Openat(int(t.dir.Fd()), PromLock, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0
+	}
+	defer unix.Close(fd)
+	return readGen(fd)
 }
 
 // readGen reads the generation last published from the publish lock file.
