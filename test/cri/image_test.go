@@ -15,11 +15,7 @@ func TestImages(t *testing.T) {
 	need(t)
 	for _, e := range []*critest.Engine{critest.Containerd16, critest.Containerd22} {
 		t.Run(e.Name, func(t *testing.T) {
-			if r := e.Missing(); r != "" {
-				t.Skip(r)
-			}
-			d := critest.NewDaemon(t, e)
-			d.Start(t)
+			d := startDaemon(t, e)
 			images := d.Crictl(t, "images")
 			for _, ref := range []string{critest.PauseImage, critest.AppImage} {
 				name, tag, _ := strings.Cut(ref, ":")
