@@ -256,6 +256,17 @@ func (h *hooks) find(t *testing.T, id, stage string) []map[string]any {
 	return out
 }
 
+// onePoststop is the poststop log line of container id, failing the test
+// unless there is exactly one.
+func (h *hooks) onePoststop(t *testing.T, id string) map[string]any {
+	t.Helper()
+	ls := h.find(t, id, "poststop")
+	if len(ls) != 1 {
+		t.Fatalf("want one poststop log line of %s, got %v", id, ls)
+	}
+	return ls[0]
+}
+
 func (h *hooks) pins(t *testing.T) []*pin.Pin {
 	t.Helper()
 	ps, err := pin.Store{Dir: h.stateDir}.List()

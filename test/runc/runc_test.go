@@ -49,13 +49,10 @@ func testOrphanFreedAtDelete(t *testing.T, runtimeName string) {
 		t.Fatalf("the container's namespace still exists %v after '%s delete' (veth end %s still in %s); hook log:\n%v",
 			nettest.FreeWait, rt.name, witness, peer.Name, h.find(t, c.id, "poststop"))
 	}
-	ls := h.find(t, c.id, "poststop")
-	if len(ls) != 1 {
-		t.Fatalf("want one poststop log line, got %v", ls)
-	}
-	r := reportOf(ls[0])
-	if r == nil || num(r, "found") < 1 || num(r, "remaining") != 0 || ls[0]["error"] != nil {
-		t.Errorf("poststop log line %v: want a drain that found the orphan and left nothing", ls[0])
+	l := h.onePoststop(t, c.id)
+	r := reportOf(l)
+	if r == nil || num(r, "found") < 1 || num(r, "remaining") != 0 || l["error"] != nil {
+		t.Errorf("poststop log line %v: want a drain that found the orphan and left nothing", l)
 	}
 	if ps := h.pins(t); len(ps) != 0 {
 		t.Errorf("pins left after delete: %v", ps)
@@ -369,13 +366,10 @@ func TestRuncDrainsNetnsNamedInConfig(t *testing.T) {
 	c.stop(t)
 	c.delete(t)
 
-	ls := h.find(t, c.id, "poststop")
-	if len(ls) != 1 {
-		t.Fatalf("want one poststop log line, got %v", ls)
-	}
-	r := reportOf(ls[0])
+	l := h.onePoststop(t, c.id)
+	r := reportOf(l)
 	if r == nil || num(r, "found") < 1 || num(r, "remaining") != 0 {
-		t.Fatalf("poststop without a pin: log %v, want a drain of %s that found the orphan and left nothing", ls[0], x.Path)
+		t.Fatalf("poststop without a pin: log %v, want a drain of %s that found the orphan and left nothing", l, x.Path)
 	}
 	if ss := x.SS(t); len(ss) != 0 {
 		t.Errorf("ss in %s after poststop:\n%s", x.Name, strings.Join(ss, "\n"))
