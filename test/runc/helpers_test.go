@@ -20,6 +20,7 @@ import (
 
 	"github.com/sockreap/sockreap/internal/netns"
 	"github.com/sockreap/sockreap/internal/nettest"
+	"github.com/sockreap/sockreap/internal/ocitest"
 	"github.com/sockreap/sockreap/internal/pin"
 	"github.com/sockreap/sockreap/internal/pin/pintest"
 	"github.com/sockreap/sockreap/internal/testbin"
@@ -146,43 +147,18 @@ func newBundle(t *testing.T, spec bundleSpec) *bundle {
 	if err := os.Symlink("busybox", filepath.Join(rootfs, "bin", "sh")); err != nil {
 		t.Fatal(err)
 	}
-	nettest.Run(t, "runc", "spec", "--bundle", dir)
-	editConfig(t, dir, func(doc map[string]any) {
-		proc := doc["process"].(map[string]any)
-		proc["terminal"] = false
-		proc["args"] = spec.args
-		if spec.annotations != nil {
-			doc["annotations"] = spec.annotations
-		}
-		if spec.netnsPath != "" {
-			linux := doc["linux"].(map[string]any)
-			for _, ns := range linux["namespaces"].([]any) {
-				if m := ns.(map[string]any); m["type"] == "network" {
-					m["path"] = spec.netnsPath
-				}
+	ocitest.Spec(t, dir, spec.args...)
+	if spec.annotations != nil || spec.netnsPath != "" {
+		ocitest.Edit(t, dir, func(doc map[string]any) {
+			if spec.annotations != nil {
+				doc["annotations"] = spec.annotations
 			}
-		}
-	})
+			if spec.netnsPath != "" {
+				ocitest.SetNetnsPath(doc, spec.netnsPath)
+			}
+		})
+	}
 	return &bundle{dir: dir}
-}
-
-// editConfig rewrites the config.json of the bundle in dir through fn.
-func editConfig(t *testing.T, dir string, fn func(doc map[string]any)) {
-	t.Helper()
-	path := filepath.Join(dir, "config.json")
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc := map[string]any{}
-	if err := json.Unmarshal(raw, &doc); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	fn(doc)
-	out, _ := json.MarshalIndent(doc, "", "\t")
-	if err := os.WriteFile(path, out, 0o644); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // hooks is where a test's hooks keep their state and log, and the

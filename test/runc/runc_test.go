@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sockreap/sockreap/internal/nettest"
+	"github.com/sockreap/sockreap/internal/ocitest"
 	"github.com/sockreap/sockreap/internal/pin"
 )
 
@@ -238,7 +239,7 @@ func addShellHook(t *testing.T, h *hooks, b *bundle, shell string) {
 // addHook appends a hook to stage in b's config.json.
 func addHook(t *testing.T, b *bundle, stage, path string, args ...string) {
 	t.Helper()
-	editConfig(t, b.dir, func(doc map[string]any) {
+	ocitest.Edit(t, b.dir, func(doc map[string]any) {
 		hooks, _ := doc["hooks"].(map[string]any)
 		if hooks == nil {
 			hooks = map[string]any{}
@@ -382,7 +383,7 @@ func TestRuncDrainsNetnsNamedInConfig(t *testing.T) {
 // dropHook removes every hook of stage from the bundle's config.json.
 func dropHook(t *testing.T, b *bundle, stage string) {
 	t.Helper()
-	editConfig(t, b.dir, func(doc map[string]any) {
+	ocitest.Edit(t, b.dir, func(doc map[string]any) {
 		if hooks, ok := doc["hooks"].(map[string]any); ok {
 			delete(hooks, stage)
 		}
@@ -398,7 +399,7 @@ func TestRuncCreateFailsBeforeCreateRuntime(t *testing.T) {
 	h := newHooks(t)
 	b := newBundle(t, bundleSpec{args: []string{"/bin/busybox", "true"}})
 	h.install(t, b)
-	editConfig(t, b.dir, func(doc map[string]any) {
+	ocitest.Edit(t, b.dir, func(doc map[string]any) {
 		// A bind mount of a source that does not exist fails in rootfs
 		// setup, before createRuntime.
 		mounts, _ := doc["mounts"].([]any)
