@@ -37,9 +37,10 @@ func newHookEnv(t *testing.T) *hookEnv {
 // run runs sockreap-hook args with stdin and returns the exit code and stderr.
 func (h *hookEnv) run(stdin string, args ...string) (int, string) {
 	var out, errb bytes.Buffer
-	// An empty config file: the defaults, whatever /etc/sockreap holds.
+	// The defaults, whatever /etc/sockreap holds, with metrics off: the
+	// host's node_exporter directory stays untouched.
 	cfg := filepath.Join(h.t.TempDir(), "config.toml")
-	if err := os.WriteFile(cfg, nil, 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte("metrics_dir = \"\"\n"), 0o600); err != nil {
 		h.t.Fatal(err)
 	}
 	full := append([]string{args[0], "--state-dir", h.stateDir, "--log", h.logFile, "--config", cfg}, args[1:]...)
