@@ -77,7 +77,7 @@ func TestPinsAndGC(t *testing.T) {
 
 	// A dry run changes nothing.
 	out.Reset()
-	if code := Main([]string{"gc", "--state-dir", h.stateDir, "--log", h.logFile, "--dry-run"}, env); code != ExitOK {
+	if code := Main([]string{"gc", "--state-dir", h.stateDir, "--log", h.logFile, "--metrics-dir", filepath.Join(h.stateDir, "no-metrics"), "--dry-run"}, env); code != ExitOK {
 		t.Fatalf("gc --dry-run: exit %d: %s", code, errb.String())
 	}
 	if ps, _ := store.List(); len(ps) != 4 {
@@ -85,7 +85,7 @@ func TestPinsAndGC(t *testing.T) {
 	}
 
 	out.Reset()
-	if code := Main([]string{"gc", "--state-dir", h.stateDir, "--log", h.logFile, "--json"}, env); code != ExitOK {
+	if code := Main([]string{"gc", "--state-dir", h.stateDir, "--log", h.logFile, "--metrics-dir", filepath.Join(h.stateDir, "no-metrics"), "--json"}, env); code != ExitOK {
 		t.Fatalf("gc: exit %d: %s\n%s", code, errb.String(), out.String())
 	}
 	var results []gcResult

@@ -17,7 +17,7 @@ import (
 	"github.com/sockreap/sockreap/internal/netns"
 	"github.com/sockreap/sockreap/internal/nettest"
 	"github.com/sockreap/sockreap/internal/pin"
-	"golang.org/x/sys/unix"
+	"github.com/sockreap/sockreap/internal/pin/pintest"
 )
 
 // hookEnv is a state dir and log file of one test.
@@ -30,24 +30,17 @@ type hookEnv struct {
 func newHookEnv(t *testing.T) *hookEnv {
 	dir := t.TempDir()
 	h := &hookEnv{t: t, stateDir: filepath.Join(dir, "state"), logFile: filepath.Join(dir, "hook.log")}
-	t.Cleanup(func() {
-		s := pin.Store{Dir: h.stateDir}
-		if pins, _ := s.List(); pins != nil {
-			for _, p := range pins {
-				_, _ = s.Release(p.ID)
-			}
-		}
-		_ = unix.Unmount(filepath.Join(h.stateDir, "pins"), unix.MNT_DETACH)
-	})
+	pintest.Cleanup(t, h.stateDir)
 	return h
 }
 
 // run runs sockreap-hook args with stdin and returns the exit code and stderr.
 func (h *hookEnv) run(stdin string, args ...string) (int, string) {
 	var out, errb bytes.Buffer
-	// An empty config file: the defaults, whatever /etc/sockreap holds.
+	// The defaults, whatever /etc/sockreap holds, with metrics off: the
+	// host's node_exporter directory stays untouched.
 	cfg := filepath.Join(h.t.TempDir(), "config.toml")
-	if err := os.WriteFile(cfg, nil, 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte("metrics_dir = \"\"\n"), 0o600); err != nil {
 		h.t.Fatal(err)
 	}
 	full := append([]string{args[0], "--state-dir", h.stateDir, "--log", h.logFile, "--config", cfg}, args[1:]...)

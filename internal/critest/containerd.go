@@ -400,7 +400,7 @@ func (d *Daemon) cleanup(t T) {
 	}
 	d.killShims(t)
 	_, _ = run("ip", "link", "del", d.Bridge)
-	unmountUnder(d.Dir)
+	nettest.UnmountUnder(d.Dir)
 	if os.Getenv("SOCKREAP_KEEP") == "" {
 		_ = os.RemoveAll(d.Dir)
 	}
@@ -427,24 +427,6 @@ func (d *Daemon) killShims(t T) {
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}
-	}
-}
-
-// unmountUnder detaches every mount at or below dir, deepest first.
-func unmountUnder(dir string) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return
-	}
-	var points []string
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			points = append(points, f[4])
-		}
-	}
-	for i := len(points) - 1; i >= 0; i-- {
-		_ = syscall.Unmount(points[i], syscall.MNT_DETACH)
 	}
 }
 

@@ -17,7 +17,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"time"
 )
 
 // T is what the rig needs of a test: testing.TB satisfies it, and the
@@ -98,21 +97,6 @@ func must(t T, name string, args ...string) string {
 		t.Fatalf("%v", err)
 	}
 	return out
-}
-
-// waitUntil polls cond every 10 ms until it holds or d passes; it returns
-// how long that took, or -1 on timeout.
-func waitUntil(d time.Duration, cond func() bool) time.Duration {
-	start := time.Now()
-	for {
-		if cond() {
-			return time.Since(start)
-		}
-		if time.Since(start) > d {
-			return -1
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // tail returns the last n lines of b.

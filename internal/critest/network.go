@@ -114,7 +114,7 @@ func (p *Peer) OrphanCommand() []string {
 func (p *Peer) WaitStuck(t T, netnsPath string, n int) {
 	t.Helper()
 	var out string
-	took := waitUntil(30*time.Second, func() bool {
+	took := nettest.WaitUntil(30*time.Second, func() bool {
 		out, _ = run("nsenter", "--net="+netnsPath, "ss", "-tnH", "state", "established", "dst", p.Addr.String())
 		stuck := 0
 		for _, l := range strings.Split(out, "\n") {
@@ -171,5 +171,5 @@ func (w *Witness) Gone() bool {
 // Freed waits up to d for the namespace to be freed and returns how long
 // that took, or -1 if it is still there.
 func (w *Witness) Freed(d time.Duration) time.Duration {
-	return waitUntil(d, w.Gone)
+	return nettest.WaitUntil(d, w.Gone)
 }

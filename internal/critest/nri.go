@@ -14,6 +14,7 @@ import (
 
 	srimage "github.com/sockreap/sockreap/internal/image"
 	"github.com/sockreap/sockreap/internal/kubepod"
+	"github.com/sockreap/sockreap/internal/nettest"
 )
 
 // The DaemonSets of deploy/kubernetes, relative to the repository root.
@@ -257,7 +258,7 @@ func (l *nriLog) waitRegistered(t T, d *Daemon) {
 		}
 		return n
 	}
-	if waitUntil(30*time.Second, func() bool { return count() >= l.starts }) < 0 {
+	if nettest.WaitUntil(30*time.Second, func() bool { return count() >= l.starts }) < 0 {
 		b, _ := os.ReadFile(l.path)
 		t.Fatalf("the NRI plugin did not register (%d registrations for %d starts of containerd); its log:\n%s\ncontainerd log (tail):\n%s", count(), l.starts, tail(b, 20), d.LogTail(20))
 	}

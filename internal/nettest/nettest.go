@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sockreap/sockreap/internal/netns"
+	"golang.org/x/sys/unix"
 )
 
 // T is what the fixtures need of a test. *testing.T and *testing.B satisfy
@@ -158,6 +159,25 @@ func WaitUntil(d time.Duration, cond func() bool) time.Duration {
 			return -1
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// UnmountUnder detaches every mount at or below dir, deepest first: the
+// clean-up of a daemon a test ran with its state under dir.
+func UnmountUnder(dir string) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	var points []string
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
+			points = append(points, f[4])
+		}
+	}
+	for i := len(points) - 1; i >= 0; i-- {
+		_ = unix.Unmount(points[i], unix.MNT_DETACH)
 	}
 }
 

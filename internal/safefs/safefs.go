@@ -34,37 +34,40 @@ var ErrUnsafe = errors.New("writable by others")
 // Open opens an existing regular file for reading without following a
 // symlink at the last element of path.
 func Open(path string) (*os.File, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	f, _, err := openRegular(path, unix.O_RDONLY, 0)
+	return f, err
+}
+
+// openRegular opens path with flags (and mode, for O_CREAT) following no
+// symlink at its last element, and refuses what is not a regular file;
+// it returns the file's stat. O_NONBLOCK keeps a FIFO planted at path
+// from blocking the open.
+func openRegular(path string, flags int, mode uint32) (*os.File, *unix.Stat_t, error) {
+	fd, err := unix.Open(path, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, mode)
 	if err != nil {
-		return nil, wrapOpen(path, err)
+		return nil, nil, wrapOpen(path, err)
 	}
-	f := os.NewFile(uintptr(fd), path)
-	if err := regular(f); err != nil {
-		f.Close()
-		return nil, err
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, nil, &fs.PathError{Op: "stat", Path: path, Err: err}
 	}
-	return f, nil
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
+		return nil, nil, &fs.PathError{Op: "open", Path: path, Err: ErrNotRegular}
+	}
+	return os.NewFile(uintptr(fd), path), &st, nil
 }
 
 // OpenPrivate opens path for appending, creating it with mode 0600 when it
 // is missing. It follows no symlink at the last element and refuses a file
 // that is not regular or that group or others may write.
 func OpenPrivate(path string) (*os.File, error) {
-	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0o600)
+	f, st, err := openRegular(path, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT, 0o600)
 	if err != nil {
-		return nil, wrapOpen(path, err)
-	}
-	f := os.NewFile(uintptr(fd), path)
-	if err := regular(f); err != nil {
-		f.Close()
 		return nil, err
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if err := ownerOK(path, &st); err != nil {
+	if err := ownerOK(path, st); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -76,17 +79,6 @@ func wrapOpen(path string, err error) error {
 		return &fs.PathError{Op: "open", Path: path, Err: ErrSymlink}
 	}
 	return &fs.PathError{Op: "open", Path: path, Err: err}
-}
-
-func regular(f *os.File) error {
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() {
-		return &fs.PathError{Op: "open", Path: f.Name(), Err: ErrNotRegular}
-	}
-	return nil
 }
 
 // ReadFile reads the regular file path, following no symlink at its last

@@ -77,27 +77,7 @@ func configure(t *testing.T, e *critest.Engine, d *critest.Daemon, extra ...stri
 // default and has exactly the given runtime handlers.
 func checkHandlers(t *testing.T, d *critest.Daemon, handlers ...string) {
 	t.Helper()
-	var info struct {
-		Status struct {
-			Conditions []struct {
-				Type   string
-				Status bool
-			}
-		}
-		Config struct {
-			Containerd struct {
-				DefaultRuntimeName string
-				Runtimes           map[string]struct {
-					RuntimeType string
-					Options     map[string]any
-				}
-			}
-		}
-	}
-	raw := d.Crictl(t, "info")
-	if err := json.Unmarshal([]byte(raw), &info); err != nil {
-		t.Fatalf("crictl info: %v\n%s", err, raw)
-	}
+	info, raw := crictlInfo(t, d)
 	ready := map[string]bool{}
 	for _, c := range info.Status.Conditions {
 		ready[c.Type] = c.Status
@@ -123,6 +103,36 @@ func checkHandlers(t *testing.T, d *critest.Daemon, handlers ...string) {
 	if t.Failed() {
 		t.Fatalf("crictl info:\n%s\nconfig:\n%s", raw, readFile(d.Config))
 	}
+}
+
+// criInfo is what the tests read of `crictl info`.
+type criInfo struct {
+	Status struct {
+		Conditions []struct {
+			Type   string
+			Status bool
+		}
+	}
+	Config struct {
+		Containerd struct {
+			DefaultRuntimeName string
+			Runtimes           map[string]struct {
+				RuntimeType string
+				Options     map[string]any
+			}
+		}
+	}
+}
+
+// crictlInfo is d's `crictl info`, decoded and raw.
+func crictlInfo(t *testing.T, d *critest.Daemon) (criInfo, string) {
+	t.Helper()
+	var info criInfo
+	raw := d.Crictl(t, "info")
+	if err := json.Unmarshal([]byte(raw), &info); err != nil {
+		t.Fatalf("crictl info: %v\n%s", err, raw)
+	}
+	return info, raw
 }
 
 func readFile(path string) string {

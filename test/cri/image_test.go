@@ -1,6 +1,7 @@
 package cri
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -15,11 +16,7 @@ func TestImages(t *testing.T) {
 	need(t)
 	for _, e := range []*critest.Engine{critest.Containerd16, critest.Containerd22} {
 		t.Run(e.Name, func(t *testing.T) {
-			if r := e.Missing(); r != "" {
-				t.Skip(r)
-			}
-			d := critest.NewDaemon(t, e)
-			d.Start(t)
+			d := startDaemon(t, e)
 			images := d.Crictl(t, "images")
 			for _, ref := range []string{critest.PauseImage, critest.AppImage} {
 				name, tag, _ := strings.Cut(ref, ":")
@@ -34,12 +31,31 @@ func TestImages(t *testing.T) {
 			if waitFor(30*time.Second, func() bool { comm = readFile("/proc/" + itoa(p.PausePID) + "/comm"); return comm == "sleep" }) < 0 {
 				t.Errorf("the pod's sandbox process is %q, want the pause image's sleep", comm)
 			}
-			p.Start(t, "app", "/bin/sh", "-c", "echo hello from $(busybox | head -1 | cut -d' ' -f1-2)")
+			app := p.Start(t, "app", "/bin/sh", "-c", "echo hello from $(busybox | head -1 | cut -d' ' -f1-2)")
 			if waitFor(30*time.Second, func() bool { return strings.Contains(p.Log("app"), "hello from BusyBox") }) < 0 {
 				t.Errorf("app container log: %q, want its busybox greeting", p.Log("app"))
+			}
+			// Stopped while its task is being deleted, a container that
+			// just exited fails the pod's stop in containerd 1.6 ("failed
+			// to kill container: ttrpc: closed"); once it is EXITED, the
+			// stop leaves it alone.
+			state := ""
+			if waitFor(30*time.Second, func() bool { state = containerState(t, d, app); return state == "CONTAINER_EXITED" }) < 0 {
+				t.Errorf("app container %s is %s, want it exited after its echo", app, state)
 			}
 			p.Stop(t)
 			p.Remove(t)
 		})
 	}
+}
+
+// containerState is the CRI state of container id (CONTAINER_RUNNING,
+// CONTAINER_EXITED, ...).
+func containerState(t *testing.T, d *critest.Daemon, id string) string {
+	t.Helper()
+	var st struct{ Status struct{ State string } }
+	if err := json.Unmarshal([]byte(d.Crictl(t, "inspect", "-o", "json", id)), &st); err != nil {
+		t.Fatalf("crictl inspect %s: %v", id, err)
+	}
+	return st.Status.State
 }

@@ -21,13 +21,7 @@ import (
 // CRI must then have runc (still the default) and the sockreap handler
 // running the installed shim.
 func TestInstallerDaemonSet(t *testing.T) {
-	need(t)
-	e := critest.Containerd16
-	if r := e.Missing(); r != "" {
-		t.Skip(r)
-	}
-	d := critest.NewDaemon(t, e)
-	d.Start(t)
+	d := startDaemon(t, critest.Containerd16)
 	hostBin := filepath.Join(d.Dir, "host-usr-local-bin")
 	if err := os.MkdirAll(hostBin, 0o755); err != nil {
 		t.Fatal(err)
@@ -83,21 +77,7 @@ func TestInstallerDaemonSet(t *testing.T) {
 
 	// The node's restart of containerd, then its CRI.
 	d.Restart(t)
-	var info struct {
-		Config struct {
-			Containerd struct {
-				DefaultRuntimeName string
-				Runtimes           map[string]struct {
-					RuntimeType string
-					Options     map[string]any
-				}
-			}
-		}
-	}
-	raw := d.Crictl(t, "info")
-	if err := json.Unmarshal([]byte(raw), &info); err != nil {
-		t.Fatal(err)
-	}
+	info, raw := crictlInfo(t, d)
 	rts := info.Config.Containerd.Runtimes
 	if info.Config.Containerd.DefaultRuntimeName != "runc" || rts["runc"].RuntimeType != "io.containerd.runc.v2" {
 		t.Errorf("after the installer, the default runtime is %q and runc is %v", info.Config.Containerd.DefaultRuntimeName, rts["runc"])

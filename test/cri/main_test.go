@@ -29,6 +29,19 @@ func need(t *testing.T) {
 	}
 }
 
+// startDaemon skips t unless the rig and engine e are here, and starts a
+// daemon of e.
+func startDaemon(t *testing.T, e *critest.Engine) *critest.Daemon {
+	t.Helper()
+	need(t)
+	if r := e.Missing(); r != "" {
+		t.Skip(r)
+	}
+	d := critest.NewDaemon(t, e)
+	d.Start(t)
+	return d
+}
+
 // execCommand runs a command and returns its trimmed combined output.
 func execCommand(name string, args ...string) (string, error) {
 	out, err := exec.Command(name, args...).CombinedOutput()

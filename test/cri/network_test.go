@@ -67,13 +67,7 @@ func loopbackPair(t *testing.T) (net.Conn, net.Conn) {
 // address in the host's namespace, the host has no route into the pods'
 // subnet, and a pod reaches a peer on the bridge (and nothing else).
 func TestPodNetworkStaysLocal(t *testing.T) {
-	need(t)
-	e := critest.Containerd16
-	if r := e.Missing(); r != "" {
-		t.Skip(r)
-	}
-	d := critest.NewDaemon(t, e)
-	d.Start(t)
+	d := startDaemon(t, critest.Containerd16)
 	p := d.RunPod(t, critest.PodSpec{PID: critest.NamespaceContainer})
 	peer := d.NewPeer(t, peerPort)
 	if out := run(t, "ip", "-o", "addr", "show", "dev", d.Bridge); strings.Contains(out, "inet ") {

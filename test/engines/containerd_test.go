@@ -139,7 +139,7 @@ func (c *containerd) cleanup(t *testing.T) {
 			t.Logf("containerd log (tail):\n%s", tail(b, 40))
 		}
 	}
-	unmountUnder(c.dir)
+	nettest.UnmountUnder(c.dir)
 	_ = os.RemoveAll(c.dir)
 }
 

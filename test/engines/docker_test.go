@@ -78,7 +78,7 @@ func (d *dockerd) cleanup(t *testing.T) {
 	}
 	// dockerd unmounts its own mounts on exit; anything left is lazily
 	// detached so the directory can go.
-	unmountUnder(d.dir)
+	nettest.UnmountUnder(d.dir)
 	_ = os.RemoveAll(d.dir)
 }
 
@@ -121,24 +121,6 @@ func tail(b []byte, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// unmountUnder lazily unmounts every mount point below dir, deepest first.
-func unmountUnder(dir string) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return
-	}
-	var points []string
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			points = append(points, f[4])
-		}
-	}
-	for i := len(points) - 1; i >= 0; i-- {
-		_ = syscall.Unmount(points[i], syscall.MNT_DETACH)
-	}
 }
 
 // configureDocker runs "sockreap-hook configure docker" on d's config file.

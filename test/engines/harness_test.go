@@ -208,7 +208,7 @@ func newHookEnv(t *testing.T, dir string) *hookEnv {
 	h := &hookEnv{stateDir: filepath.Join(dir, "state"), log: filepath.Join(dir, "hook.log"),
 		metricsDir: filepath.Join(dir, "no-metrics"), shimConfig: filepath.Join(dir, "shim.toml")}
 	// The hook makes its pins directory a mount point (like /run/netns).
-	t.Cleanup(func() { unmountUnder(h.stateDir) })
+	t.Cleanup(func() { nettest.UnmountUnder(h.stateDir) })
 	conf := fmt.Sprintf("hook_args = [%q, %q, %q, %q, %q, %q]\n", "--state-dir", h.stateDir, "--log", h.log, "--metrics-dir", h.metricsDir)
 	if err := os.WriteFile(h.shimConfig, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)

@@ -45,7 +45,7 @@ func newPodman(t *testing.T) *podman {
 		_ = exec.Command("podman", append(p.global, "rm", "-af", "-t", "0")...).Run()
 		// Not "system reset": that also clears shared places (networks).
 		_ = exec.Command("podman", append(p.global, "rmi", "-af")...).Run()
-		unmountUnder(dir)
+		nettest.UnmountUnder(dir)
 		_ = os.RemoveAll(dir)
 	})
 	return p

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/sockreap/sockreap/internal/nettest"
+	"github.com/sockreap/sockreap/internal/ocitest"
 )
 
 // TestShimNamedNetns: the shim gives a container whose config.json names
@@ -50,7 +51,7 @@ func TestShimNamedNetns(t *testing.T) {
 	t.Run("named path: poststop alone", func(t *testing.T) {
 		x := nettest.NewNetns(t)
 		b := newBundle(t, containerCmd...)
-		setNetnsPath(t, b, x.Path)
+		ocitest.Edit(t, b, func(doc map[string]any) { ocitest.SetNetnsPath(doc, x.Path) })
 		id := nettest.Unique("srn")
 		orphan(t, b, id)
 		if n := sockreapHooks(t, b, "createRuntime"); n != 0 {
@@ -96,26 +97,6 @@ func TestShimNamedNetns(t *testing.T) {
 		}
 		hooks.checkNoPin(t, id)
 	})
-}
-
-// setNetnsPath makes the bundle's container join the namespace at path.
-func setNetnsPath(t *testing.T, bundle, path string) {
-	t.Helper()
-	file := filepath.Join(bundle, "config.json")
-	var spec map[string]any
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &spec); err != nil {
-		t.Fatal(err)
-	}
-	for _, ns := range spec["linux"].(map[string]any)["namespaces"].([]any) {
-		if m := ns.(map[string]any); m["type"] == "network" {
-			m["path"] = path
-		}
-	}
-	writeJSON(t, file, spec)
 }
 
 // sockreapHooks counts the sockreap hooks at stage in the bundle's

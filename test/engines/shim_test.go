@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sockreap/sockreap/internal/nettest"
+	"github.com/sockreap/sockreap/internal/ocitest"
 )
 
 // result is what a runtime command did, as a caller sees it.
@@ -86,20 +87,7 @@ func newBundle(t *testing.T, args ...string) string {
 		t.Fatal(err)
 	}
 	run(t, "tar", "-C", rootfs, "-xf", rootfsTar(t))
-	run(t, "runc", "spec", "--bundle", dir)
-	path := filepath.Join(dir, "config.json")
-	var spec map[string]any
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &spec); err != nil {
-		t.Fatal(err)
-	}
-	proc := spec["process"].(map[string]any)
-	proc["terminal"] = false
-	proc["args"] = args
-	writeJSON(t, path, spec)
+	ocitest.Spec(t, dir, args...)
 	return dir
 }
 

@@ -26,7 +26,7 @@ import (
 
 	"github.com/sockreap/sockreap/internal/metrics"
 	"github.com/sockreap/sockreap/internal/nettest"
-	"github.com/sockreap/sockreap/internal/pin"
+	"github.com/sockreap/sockreap/internal/pin/pintest"
 	"github.com/sockreap/sockreap/internal/testbin"
 	"golang.org/x/sys/unix"
 )
@@ -69,15 +69,7 @@ func newNode(t *testing.T) *node {
 	if err := os.Mkdir(n.metricsDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		s := pin.Store{Dir: n.stateDir}
-		if pins, _ := s.List(); len(pins) > 0 {
-			for _, p := range pins {
-				_, _ = s.Release(p.ID)
-			}
-		}
-		_ = unix.Unmount(filepath.Join(n.stateDir, "pins"), unix.MNT_DETACH)
-	})
+	pintest.Cleanup(t, n.stateDir)
 	return n
 }
 

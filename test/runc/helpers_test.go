@@ -20,9 +20,10 @@ import (
 
 	"github.com/sockreap/sockreap/internal/netns"
 	"github.com/sockreap/sockreap/internal/nettest"
+	"github.com/sockreap/sockreap/internal/ocitest"
 	"github.com/sockreap/sockreap/internal/pin"
+	"github.com/sockreap/sockreap/internal/pin/pintest"
 	"github.com/sockreap/sockreap/internal/testbin"
-	"golang.org/x/sys/unix"
 )
 
 // hookBin is sockreap-hook built for this test run.
@@ -146,43 +147,18 @@ func newBundle(t *testing.T, spec bundleSpec) *bundle {
 	if err := os.Symlink("busybox", filepath.Join(rootfs, "bin", "sh")); err != nil {
 		t.Fatal(err)
 	}
-	nettest.Run(t, "runc", "spec", "--bundle", dir)
-	editConfig(t, dir, func(doc map[string]any) {
-		proc := doc["process"].(map[string]any)
-		proc["terminal"] = false
-		proc["args"] = spec.args
-		if spec.annotations != nil {
-			doc["annotations"] = spec.annotations
-		}
-		if spec.netnsPath != "" {
-			linux := doc["linux"].(map[string]any)
-			for _, ns := range linux["namespaces"].([]any) {
-				if m := ns.(map[string]any); m["type"] == "network" {
-					m["path"] = spec.netnsPath
-				}
+	ocitest.Spec(t, dir, spec.args...)
+	if spec.annotations != nil || spec.netnsPath != "" {
+		ocitest.Edit(t, dir, func(doc map[string]any) {
+			if spec.annotations != nil {
+				doc["annotations"] = spec.annotations
 			}
-		}
-	})
+			if spec.netnsPath != "" {
+				ocitest.SetNetnsPath(doc, spec.netnsPath)
+			}
+		})
+	}
 	return &bundle{dir: dir}
-}
-
-// editConfig rewrites the config.json of the bundle in dir through fn.
-func editConfig(t *testing.T, dir string, fn func(doc map[string]any)) {
-	t.Helper()
-	path := filepath.Join(dir, "config.json")
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc := map[string]any{}
-	if err := json.Unmarshal(raw, &doc); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	fn(doc)
-	out, _ := json.MarshalIndent(doc, "", "\t")
-	if err := os.WriteFile(path, out, 0o644); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // hooks is where a test's hooks keep their state and log, and the
@@ -198,17 +174,7 @@ func newHooks(t *testing.T) *hooks {
 	dir := t.TempDir()
 	h := &hooks{stateDir: filepath.Join(dir, "state"), logFile: filepath.Join(dir, "hook.log"), config: filepath.Join(dir, "config.toml")}
 	h.configure(t, "")
-	t.Cleanup(func() {
-		// Whatever a failed test left pinned is released, so that no
-		// namespace outlives it.
-		s := pin.Store{Dir: h.stateDir}
-		if pins, _ := s.List(); len(pins) > 0 {
-			for _, p := range pins {
-				_, _ = s.Release(p.ID)
-			}
-		}
-		_ = unix.Unmount(filepath.Join(h.stateDir, "pins"), unix.MNT_DETACH)
-	})
+	pintest.Cleanup(t, h.stateDir)
 	return h
 }
 
@@ -264,6 +230,17 @@ func (h *hooks) find(t *testing.T, id, stage string) []map[string]any {
 		}
 	}
 	return out
+}
+
+// onePoststop is the poststop log line of container id, failing the test
+// unless there is exactly one.
+func (h *hooks) onePoststop(t *testing.T, id string) map[string]any {
+	t.Helper()
+	ls := h.find(t, id, "poststop")
+	if len(ls) != 1 {
+		t.Fatalf("want one poststop log line of %s, got %v", id, ls)
+	}
+	return ls[0]
 }
 
 func (h *hooks) pins(t *testing.T) []*pin.Pin {

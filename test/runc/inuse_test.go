@@ -86,13 +86,10 @@ func TestRuncPoststopKeepsSocketHeldOutside(t *testing.T) {
 	c.stop(t)
 	c.delete(t)
 
-	ls := h.find(t, c.id, "poststop")
-	if len(ls) != 1 {
-		t.Fatalf("poststop log %v", ls)
-	}
-	r := reportOf(ls[0])
+	l := h.onePoststop(t, c.id)
+	r := reportOf(l)
 	if r == nil || num(r, "held") != 1 || num(r, "destroyed") < 1 {
-		t.Fatalf("poststop log %v: want a drain that kept the socket held by %d and destroyed the orphan", ls[0], helper.PID)
+		t.Fatalf("poststop log %v: want a drain that kept the socket held by %d and destroyed the orphan", l, helper.PID)
 	}
 	ss := ssIn(t, ns)
 	if !strings.Contains(ss, ":9502") || strings.Contains(ss, fmt.Sprintf("192.0.2.2:%d", peerPort)) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sockreap/sockreap/internal/nettest"
+	"github.com/sockreap/sockreap/internal/ocitest"
 	"github.com/sockreap/sockreap/internal/pin"
 )
 
@@ -49,13 +50,10 @@ func testOrphanFreedAtDelete(t *testing.T, runtimeName string) {
 		t.Fatalf("the container's namespace still exists %v after '%s delete' (veth end %s still in %s); hook log:\n%v",
 			nettest.FreeWait, rt.name, witness, peer.Name, h.find(t, c.id, "poststop"))
 	}
-	ls := h.find(t, c.id, "poststop")
-	if len(ls) != 1 {
-		t.Fatalf("want one poststop log line, got %v", ls)
-	}
-	r := reportOf(ls[0])
-	if r == nil || num(r, "found") < 1 || num(r, "remaining") != 0 || ls[0]["error"] != nil {
-		t.Errorf("poststop log line %v: want a drain that found the orphan and left nothing", ls[0])
+	l := h.onePoststop(t, c.id)
+	r := reportOf(l)
+	if r == nil || num(r, "found") < 1 || num(r, "remaining") != 0 || l["error"] != nil {
+		t.Errorf("poststop log line %v: want a drain that found the orphan and left nothing", l)
 	}
 	if ps := h.pins(t); len(ps) != 0 {
 		t.Errorf("pins left after delete: %v", ps)
@@ -241,7 +239,7 @@ func addShellHook(t *testing.T, h *hooks, b *bundle, shell string) {
 // addHook appends a hook to stage in b's config.json.
 func addHook(t *testing.T, b *bundle, stage, path string, args ...string) {
 	t.Helper()
-	editConfig(t, b.dir, func(doc map[string]any) {
+	ocitest.Edit(t, b.dir, func(doc map[string]any) {
 		hooks, _ := doc["hooks"].(map[string]any)
 		if hooks == nil {
 			hooks = map[string]any{}
@@ -369,13 +367,10 @@ func TestRuncDrainsNetnsNamedInConfig(t *testing.T) {
 	c.stop(t)
 	c.delete(t)
 
-	ls := h.find(t, c.id, "poststop")
-	if len(ls) != 1 {
-		t.Fatalf("want one poststop log line, got %v", ls)
-	}
-	r := reportOf(ls[0])
+	l := h.onePoststop(t, c.id)
+	r := reportOf(l)
 	if r == nil || num(r, "found") < 1 || num(r, "remaining") != 0 {
-		t.Fatalf("poststop without a pin: log %v, want a drain of %s that found the orphan and left nothing", ls[0], x.Path)
+		t.Fatalf("poststop without a pin: log %v, want a drain of %s that found the orphan and left nothing", l, x.Path)
 	}
 	if ss := x.SS(t); len(ss) != 0 {
 		t.Errorf("ss in %s after poststop:\n%s", x.Name, strings.Join(ss, "\n"))
@@ -388,7 +383,7 @@ func TestRuncDrainsNetnsNamedInConfig(t *testing.T) {
 // dropHook removes every hook of stage from the bundle's config.json.
 func dropHook(t *testing.T, b *bundle, stage string) {
 	t.Helper()
-	editConfig(t, b.dir, func(doc map[string]any) {
+	ocitest.Edit(t, b.dir, func(doc map[string]any) {
 		if hooks, ok := doc["hooks"].(map[string]any); ok {
 			delete(hooks, stage)
 		}
@@ -404,7 +399,7 @@ func TestRuncCreateFailsBeforeCreateRuntime(t *testing.T) {
 	h := newHooks(t)
 	b := newBundle(t, bundleSpec{args: []string{"/bin/busybox", "true"}})
 	h.install(t, b)
-	editConfig(t, b.dir, func(doc map[string]any) {
+	ocitest.Edit(t, b.dir, func(doc map[string]any) {
 		// A bind mount of a source that does not exist fails in rootfs
 		// setup, before createRuntime.
 		mounts, _ := doc["mounts"].([]any)

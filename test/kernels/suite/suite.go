@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -69,6 +70,10 @@ func Run(cfg Config) Result {
 		defer os.RemoveAll(dir)
 		defer os.Unsetenv("SOCKREAP_STATE_DIR")
 		os.Setenv("SOCKREAP_STATE_DIR", dir)
+		// Metrics off (no such directory): the host's node_exporter
+		// directory stays untouched.
+		defer os.Unsetenv("SOCKREAP_METRICS_DIR")
+		os.Setenv("SOCKREAP_METRICS_DIR", filepath.Join(dir, "no-metrics"))
 	}
 	out, err := exec.Command(cfg.Hook, "doctor", "--json").Output()
 	if err != nil {
