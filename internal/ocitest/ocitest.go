@@ -1,6 +1,7 @@
 // Package ocitest writes the OCI bundles of tests that run a real runtime:
-// runc's default config.json (`runc spec`) edited as a JSON document, so
-// that every field the test does not set stays the runtime's own.
+// a root filesystem of the static busybox, and runc's default config.json
+// (`runc spec`) edited as a JSON document, so that every field the test
+// does not set stays the runtime's own.
 package ocitest
 
 import (
@@ -54,5 +55,37 @@ func SetNetnsPath(doc map[string]any, path string) {
 		if m := ns.(map[string]any); m["type"] == "network" {
 			m["path"] = path
 		}
+	}
+}
+
+// Busybox is the path of the static busybox (busybox-static), links
+// resolved: the one on PATH, else /bin/busybox.
+func Busybox() string {
+	if p, err := exec.LookPath("busybox"); err == nil {
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			return r
+		}
+	}
+	return "/bin/busybox"
+}
+
+// Rootfs makes dir a root filesystem: the directories a container
+// expects, and Busybox as /bin/busybox with /bin/sh linked to it.
+func Rootfs(t testing.TB, dir string) {
+	t.Helper()
+	for _, d := range []string{"bin", "proc", "dev", "sys", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bb, err := os.ReadFile(Busybox())
+	if err != nil {
+		t.Fatalf("needs busybox-static (scripts/deps.sh installs it): %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bin", "busybox"), bb, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("busybox", filepath.Join(dir, "bin", "sh")); err != nil {
+		t.Fatal(err)
 	}
 }

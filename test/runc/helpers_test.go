@@ -55,7 +55,7 @@ func requireRuntime(t *testing.T, name string) *runtime {
 	if err != nil {
 		t.Skipf("needs %s (apt-get install %s)", name, name)
 	}
-	if _, err := os.Stat(busybox()); err != nil {
+	if _, err := os.Stat(ocitest.Busybox()); err != nil {
 		t.Skip("needs a static busybox at /bin/busybox (apt-get install busybox-static)")
 	}
 	for _, tool := range []string{"ss", "nsenter"} {
@@ -73,15 +73,6 @@ func requireRuntime(t *testing.T, name string) *runtime {
 		}
 	}
 	return rt
-}
-
-func busybox() string {
-	if p, err := exec.LookPath("busybox"); err == nil {
-		if r, err := filepath.EvalSymlinks(p); err == nil {
-			return r
-		}
-	}
-	return "/bin/busybox"
 }
 
 func (rt *runtime) smokeTest(t *testing.T) string {
@@ -131,22 +122,7 @@ type bundle struct {
 func newBundle(t *testing.T, spec bundleSpec) *bundle {
 	t.Helper()
 	dir := t.TempDir()
-	rootfs := filepath.Join(dir, "rootfs")
-	for _, d := range []string{"bin", "proc", "dev", "sys", "tmp"} {
-		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	bb, err := os.ReadFile(busybox())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(rootfs, "bin", "busybox"), bb, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink("busybox", filepath.Join(rootfs, "bin", "sh")); err != nil {
-		t.Fatal(err)
-	}
+	ocitest.Rootfs(t, filepath.Join(dir, "rootfs"))
 	ocitest.Spec(t, dir, spec.args...)
 	if spec.annotations != nil || spec.netnsPath != "" {
 		ocitest.Edit(t, dir, func(doc map[string]any) {

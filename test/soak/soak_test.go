@@ -27,6 +27,7 @@ import (
 
 	"github.com/sockreap/sockreap/internal/netns"
 	"github.com/sockreap/sockreap/internal/nettest"
+	"github.com/sockreap/sockreap/internal/ocitest"
 	"github.com/sockreap/sockreap/internal/testbin"
 	"golang.org/x/sys/unix"
 )
@@ -74,22 +75,7 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	// One read-only rootfs serves every container.
-	for _, d := range []string{"bin", "proc", "dev", "sys", "tmp"} {
-		if err := os.MkdirAll(filepath.Join(w.rootfs, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	bbPath, _ := exec.LookPath("busybox")
-	if r, err := filepath.EvalSymlinks(bbPath); err == nil {
-		bbPath = r
-	}
-	bb, err := os.ReadFile(bbPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(w.rootfs, "bin", "busybox"), bb, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	ocitest.Rootfs(t, w.rootfs)
 	specDir := t.TempDir()
 	if out, err := exec.Command("runc", "spec", "--bundle", specDir).CombinedOutput(); err != nil {
 		t.Fatalf("runc spec: %v: %s", err, out)
