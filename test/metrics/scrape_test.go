@@ -295,6 +295,43 @@ func TestScrapeAfterContainerStops(t *testing.T) {
 	n := newNode(t)
 	normal := n.config(t, "2s")
 
+	// node_exporter's textfile collector and a Prometheus scraping it
+	// from the start (so that increase() sees the counters go up), each
+	// on its own loopback port with its own data.
+	nePort, promPort := freePort(t), freePort(t)
+	start(t, "prometheus-node-exporter", "--web.listen-address=127.0.0.1:"+strconv.Itoa(nePort),
+		"--collector.disable-defaults", "--collector.textfile", "--collector.textfile.directory="+n.metricsDir)
+	rules, _ := filepath.Abs("../../deploy/prometheus/sockreap-alerts.yml")
+	cfg := filepath.Join(n.dir, "prometheus.yml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files: [%q]
+scrape_configs:
+  - job_name: node
+    static_configs:
+      - targets: ["127.0.0.1:%d"]
+`, rules, nePort)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start(t, "prometheus", "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(n.dir, "tsdb"),
+		"--web.listen-address=127.0.0.1:"+strconv.Itoa(promPort))
+	promURL := "http://127.0.0.1:" + strconv.Itoa(promPort)
+
+	// The zeros first (stats writes them), scraped before any event, as
+	// on a node where sockreap ran before: increase() counts from there.
+	nettest.Run(t, hookBin(), "stats", "--metrics-dir", n.metricsDir)
+	if nettest.WaitUntil(60*time.Second, func() bool {
+		_, err := queryResult(promURL, "up")
+		if err != nil {
+			return false
+		}
+		v, ok := query(t, promURL, `sockreap_drains_total{frontend="hook",outcome="budget-exceeded"}`)
+		return ok && v == 0
+	}) < 0 {
+		t.Fatal("Prometheus never scraped sockreap's initial figures from node_exporter")
+	}
+
 	// 1. Drained with an orphan: the container's process fills a
 	// connection to a peer that does not read, then dies.
 	peer := nettest.NewNetns(t)
@@ -374,30 +411,12 @@ func TestScrapeAfterContainerStops(t *testing.T) {
 	if out, err := check.CombinedOutput(); err != nil {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
-	rules, _ := filepath.Abs("../../deploy/prometheus/sockreap-alerts.yml")
 	if out, err := exec.Command("promtool", "check", "rules", rules).CombinedOutput(); err != nil {
 		t.Errorf("promtool check rules: %v\n%s", err, out)
 	}
 
-	// node_exporter's textfile collector and a Prometheus scraping it,
-	// each on its own loopback port with its own data.
-	nePort, promPort := freePort(t), freePort(t)
-	start(t, "prometheus-node-exporter", "--web.listen-address=127.0.0.1:"+strconv.Itoa(nePort),
-		"--collector.disable-defaults", "--collector.textfile", "--collector.textfile.directory="+n.metricsDir)
-	cfg := filepath.Join(n.dir, "prometheus.yml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`global:
-  scrape_interval: 1s
-rule_files: [%q]
-scrape_configs:
-  - job_name: node
-    static_configs:
-      - targets: ["127.0.0.1:%d"]
-`, rules, nePort)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	start(t, "prometheus", "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(n.dir, "tsdb"),
-		"--web.listen-address=127.0.0.1:"+strconv.Itoa(promPort))
-	promURL := "http://127.0.0.1:" + strconv.Itoa(promPort)
+	// Wait for a scrape of the final figures: the last events (the
+	// killed hook counted by stats, the CLI drain).
 	if nettest.WaitUntil(60*time.Second, func() bool {
 		resp, err := http.Get(promURL + "/api/v1/query?query=up")
 		if err != nil {
@@ -407,10 +426,10 @@ scrape_configs:
 		if resp.StatusCode != http.StatusOK {
 			return false // starting
 		}
-		_, ok := query(t, promURL, `sockreap_drains_total{frontend="hook",outcome="drained"}`)
-		return ok
+		v, ok := query(t, promURL, `sum(sockreap_drains_total)`)
+		return ok && v == 9
 	}) < 0 {
-		t.Fatal("Prometheus never scraped sockreap_drains_total from node_exporter")
+		t.Fatal("Prometheus never scraped the final sockreap_drains_total from node_exporter")
 	}
 
 	for _, c := range []struct {
@@ -449,6 +468,75 @@ scrape_configs:
 		}
 	}
 	t.Logf("Prometheus holds:\n%s", series(t, promURL, `{__name__=~"sockreap_.*",__name__!~".*_bucket"}`))
+
+	// Every query of the Grafana dashboard runs on this Prometheus, and
+	// the panels about drains show data.
+	raw, err := os.ReadFile("../../deploy/grafana/sockreap-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatalf("dashboard: %v", err)
+	}
+	queries := 0
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			q := strings.NewReplacer(`$instance`, `.*`, `$__rate_interval`, `1m`).Replace(tg.Expr)
+			if _, err := queryResult(promURL, q); err != nil {
+				t.Errorf("dashboard panel %q: %s: %v", p.Title, q, err)
+			}
+			queries++
+		}
+	}
+	if queries < 10 {
+		t.Errorf("dashboard has %d queries", queries)
+	}
+	// The alerting rules load and evaluate on it.
+	if nettest.WaitUntil(30*time.Second, func() bool { return rulesEvaluated(t, promURL) >= 6 }) < 0 {
+		t.Errorf("fewer than 6 alerting rules loaded and evaluated without error")
+	}
+	// A hook over its budget and one killed: the failure alerts fire.
+	for _, a := range []string{"SockreapDrainFailures", "SockreapHookFailures"} {
+		q := fmt.Sprintf(`count(ALERTS{alertname=%q,alertstate="firing"})`, a)
+		if nettest.WaitUntil(30*time.Second, func() bool { _, ok := query(t, promURL, q); return ok }) < 0 {
+			t.Errorf("alert %s does not fire after the test sequence; ALERTS: %s", a, series(t, promURL, `ALERTS`))
+		}
+	}
+	if v, ok := query(t, promURL, `sum(sockreap_drains_total{outcome="drained",instance=~".*"})`); !ok || v != 5 {
+		t.Errorf("the dashboard's drained figure: %v, want 5 (hook 2, gc 2, cli 1)", v)
+	}
+}
+
+// queryResult runs an instant query and returns Prometheus's error, if
+// any (a query that does not parse, an unknown function).
+func queryResult(promURL, q string) (int, error) {
+	resp, err := http.Get(promURL + "/api/v1/query?query=" + url.QueryEscape(q))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			Result []json.RawMessage `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return 0, err
+	}
+	if r.Status != "success" {
+		return 0, fmt.Errorf("%s", r.Error)
+	}
+	return len(r.Data.Result), nil
 }
 
 // series returns every series an instant query returns, one per line,
@@ -485,4 +573,40 @@ func series(t *testing.T, promURL, q string) string {
 	}
 	sort.Strings(lines)
 	return strings.Join(lines, "\n")
+}
+
+// rulesEvaluated counts the rules Prometheus has evaluated without error.
+func rulesEvaluated(t *testing.T, promURL string) int {
+	resp, err := http.Get(promURL + "/api/v1/rules")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Data struct {
+			Groups []struct {
+				Rules []struct {
+					Name           string `json:"name"`
+					Health         string `json:"health"`
+					LastError      string `json:"lastError"`
+					LastEvaluation string `json:"lastEvaluation"`
+				} `json:"rules"`
+			} `json:"groups"`
+		} `json:"data"`
+	}
+	if json.NewDecoder(resp.Body).Decode(&r) != nil {
+		return 0
+	}
+	n := 0
+	for _, g := range r.Data.Groups {
+		for _, rule := range g.Rules {
+			if rule.LastError != "" {
+				t.Errorf("rule %s: %s", rule.Name, rule.LastError)
+			}
+			if rule.Health == "ok" {
+				n++
+			}
+		}
+	}
+	return n
 }
