@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/sockreap/sockreap/internal/config"
+	"github.com/sockreap/sockreap/internal/inuse"
 	"github.com/sockreap/sockreap/internal/lifecycle"
 	"github.com/sockreap/sockreap/internal/metrics"
 	"github.com/sockreap/sockreap/internal/reap"
@@ -101,7 +102,7 @@ func runDrain(env *Env, c *Command, args []string) error {
 	switch out.Action {
 	case lifecycle.SkippedShared:
 		return Usagef(c.Name, "refusing %s: a live process still runs in network namespace %s (%s); stop it first or pass --force",
-			ns.Path, ns.ID, lifecycle.DescribeProcs(out.Processes))
+			ns.Path, ns.ID, inuse.DescribeUsers(out.Processes))
 	case lifecycle.Refused:
 		return &UsageError{Cmd: c.Name, Err: out.Err}
 	}

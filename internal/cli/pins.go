@@ -7,7 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/sockreap/sockreap/internal/lifecycle"
+	"github.com/sockreap/sockreap/internal/inuse"
 	"github.com/sockreap/sockreap/internal/netns"
 	"github.com/sockreap/sockreap/internal/pin"
 	"github.com/sockreap/sockreap/internal/textsafe"
@@ -117,7 +117,7 @@ func runPins(env *Env, c *Command, args []string) error {
 		}
 		procs := "none"
 		if len(pi.Processes) > 0 {
-			procs = lifecycle.DescribeProcs(pi.Processes)
+			procs = inuse.DescribeUsers(pi.Processes)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", textsafe.Quote(pi.Container), ns, age, procs)
 	}

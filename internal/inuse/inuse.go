@@ -40,6 +40,7 @@ import (
 
 	"github.com/sockreap/sockreap/internal/netns"
 	"github.com/sockreap/sockreap/internal/reap"
+	"github.com/sockreap/sockreap/internal/textsafe"
 )
 
 // Hint tells Check where the namespace's processes were last seen.
@@ -155,8 +156,8 @@ func (v *Verdict) String() string {
 }
 
 // DescribeUsers renders up to five processes for a message, their command
-// names quoted when they hold anything but printable text (a container
-// chooses its own comm).
+// names quoted (textsafe.Quote) when they could fool a terminal (a
+// container chooses its own comm).
 func DescribeUsers(ps []netns.Proc) string {
 	var parts []string
 	for i, p := range ps {
@@ -164,18 +165,9 @@ func DescribeUsers(ps []netns.Proc) string {
 			parts = append(parts, fmt.Sprintf("and %d more", len(ps)-5))
 			break
 		}
-		parts = append(parts, strconv.Itoa(p.PID)+" "+quoteIfOdd(p.Comm))
+		parts = append(parts, strconv.Itoa(p.PID)+" "+textsafe.Quote(p.Comm))
 	}
 	return strings.Join(parts, ", ")
-}
-
-func quoteIfOdd(s string) string {
-	for _, r := range s {
-		if !strconv.IsPrint(r) || r == ' ' || r == '"' {
-			return strconv.Quote(s)
-		}
-	}
-	return s
 }
 
 // PathPIDs returns the process named by a /proc/PID/ns/net or

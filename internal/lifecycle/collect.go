@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/sockreap/sockreap/internal/inuse"
 	"github.com/sockreap/sockreap/internal/pin"
 	"golang.org/x/sys/unix"
 )
@@ -72,7 +73,7 @@ func (c *Core) Collect(ctx context.Context, p *pin.Pin, opts CollectOptions) Out
 	}
 	if len(occ.Procs) > 0 {
 		o.Processes = occ.Procs
-		o.Reason = "in use by " + DescribeProcs(occ.Procs)
+		o.Reason = "in use by " + inuse.DescribeUsers(occ.Procs)
 		return o
 	}
 	gone, why := c.Containers.Gone(p, opts.MinAge, opts.Now)

@@ -104,7 +104,7 @@ func (c *Core) drain(ctx context.Context, ns *netns.NS, hint Hint) Outcome {
 		o.Processes = occ.Procs
 		if !c.Force {
 			o.Action = SkippedShared
-			o.Reason = "live processes still in the namespace (shared with another container): " + DescribeProcs(occ.Procs)
+			o.Reason = "live processes still in the namespace (shared with another container): " + inuse.DescribeUsers(occ.Procs)
 			return o
 		}
 	}

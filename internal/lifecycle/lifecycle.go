@@ -15,14 +15,12 @@ package lifecycle
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/sockreap/sockreap/internal/netns"
 	"github.com/sockreap/sockreap/internal/oci"
 	"github.com/sockreap/sockreap/internal/pin"
 	"github.com/sockreap/sockreap/internal/reap"
-	"github.com/sockreap/sockreap/internal/textsafe"
 )
 
 // Stage is an OCI hook stage (one definition, in package oci).
@@ -235,20 +233,6 @@ func (o Outcome) Message() string {
 		s += "; pin released"
 	}
 	return s
-}
-
-// DescribeProcs renders up to five processes for a message; a command
-// name (which the process chose) is quoted when it could fool a terminal.
-func DescribeProcs(ps []netns.Proc) string {
-	var parts []string
-	for i, p := range ps {
-		if i == 5 {
-			parts = append(parts, fmt.Sprintf("and %d more", len(ps)-5))
-			break
-		}
-		parts = append(parts, fmt.Sprintf("%d %s", p.PID, textsafe.Quote(p.Comm)))
-	}
-	return strings.Join(parts, ", ")
 }
 
 func (c *Core) progress(o Outcome) {

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sockreap/sockreap/internal/inuse"
 	"github.com/sockreap/sockreap/internal/oci"
 	"github.com/sockreap/sockreap/internal/pin"
 	"github.com/sockreap/sockreap/internal/steptime"
@@ -84,7 +85,7 @@ func (c *Core) CreateRuntime(ctx context.Context, st *specs.State) Outcome {
 		o.Leftover = &left
 		if left.Action == SkippedShared {
 			return o.fail(fmt.Errorf("container %s: pin %s holds namespace %s in which live processes run (%s); left alone, so this container's namespace is not pinned and will not be drained at delete",
-				st.ID, other.Existing.Path, other.Existing.NS, DescribeProcs(left.Processes)))
+				st.ID, other.Existing.Path, other.Existing.NS, inuse.DescribeUsers(left.Processes)))
 		}
 		o.warn("replaced a leftover pin of %s (%s)", other.Existing.NS, left.Message())
 		if left.Err != nil {
