@@ -26,6 +26,7 @@ import (
 
 	"github.com/sockreap/sockreap/internal/metrics"
 	"github.com/sockreap/sockreap/internal/nettest"
+	"github.com/sockreap/sockreap/internal/ocitest"
 	"github.com/sockreap/sockreap/internal/pin/pintest"
 	"github.com/sockreap/sockreap/internal/testbin"
 	"golang.org/x/sys/unix"
@@ -93,32 +94,15 @@ type container struct {
 func (n *node) newContainer(t *testing.T, args []string, netnsPath string, annotations map[string]string, config string, timeout int) *container {
 	t.Helper()
 	dir := t.TempDir()
-	rootfs := filepath.Join(dir, "rootfs")
-	for _, d := range []string{"bin", "proc", "dev", "sys", "tmp"} {
-		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	bb, err := os.ReadFile(busybox(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(rootfs, "bin", "busybox"), bb, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	nettest.Run(t, "runc", "spec", "--bundle", dir)
-	edit(t, dir, func(doc map[string]any) {
-		proc := doc["process"].(map[string]any)
-		proc["terminal"], proc["args"] = false, args
+	busybox(t) // skips without a static one
+	ocitest.Rootfs(t, filepath.Join(dir, "rootfs"))
+	ocitest.Spec(t, dir, args...)
+	ocitest.Edit(t, dir, func(doc map[string]any) {
 		if annotations != nil {
 			doc["annotations"] = annotations
 		}
 		if netnsPath != "" {
-			for _, ns := range doc["linux"].(map[string]any)["namespaces"].([]any) {
-				if m := ns.(map[string]any); m["type"] == "network" {
-					m["path"] = netnsPath
-				}
-			}
+			ocitest.SetNetnsPath(doc, netnsPath)
 		}
 	})
 	nettest.Run(t, hookBin(), "configure", "runc", "--bundle", dir, "--hook", hookBin(), "--config", config, "--timeout", strconv.Itoa(timeout))
@@ -126,7 +110,7 @@ func (n *node) newContainer(t *testing.T, args []string, netnsPath string, annot
 		// The hook is not told its OCI timeout, so it keeps its own
 		// budget and the runtime kills it first. runc reads the hooks
 		// at create.
-		edit(t, dir, func(doc map[string]any) {
+		ocitest.Edit(t, dir, func(doc map[string]any) {
 			for _, h := range doc["hooks"].(map[string]any)["poststop"].([]any) {
 				m := h.(map[string]any)
 				var args []any
@@ -158,24 +142,6 @@ func (n *node) newContainer(t *testing.T, args []string, netnsPath string, annot
 	_ = json.Unmarshal([]byte(nettest.Run(t, "runc", "state", c.id)), &st)
 	c.pid = st.Pid
 	return c
-}
-
-func edit(t *testing.T, dir string, fn func(map[string]any)) {
-	t.Helper()
-	path := filepath.Join(dir, "config.json")
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc := map[string]any{}
-	if err := json.Unmarshal(raw, &doc); err != nil {
-		t.Fatal(err)
-	}
-	fn(doc)
-	b, _ := json.MarshalIndent(doc, "", "\t")
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func (c *container) netns() string { return "/proc/" + strconv.Itoa(c.pid) + "/ns/net" }
