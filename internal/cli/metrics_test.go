@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,5 +41,35 @@ func TestStats(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(dir, metrics.PromFile))
 	if !bytes.Equal(b, out.Bytes()) {
 		t.Errorf("stats --prom differs from %s", metrics.PromFile)
+	}
+}
+
+// A hook counts its run in the metrics directory; one it cannot use (others
+// may write it) is a warning in its log line, and the hook still exits 0.
+func TestStageMetrics(t *testing.T) {
+	h := newHookEnv(t)
+	dir := t.TempDir()
+	if code, _ := h.run(state("m1", 0, "/nonexistent/bundle", nil), "poststop", "--metrics-dir", dir); code != ExitOK {
+		t.Fatalf("exit %d", code)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, metrics.PromFile))
+	if err != nil || !strings.Contains(string(b), `sockreap_hook_runs_total{stage="poststop",outcome="failed"} 1`) ||
+		!strings.Contains(string(b), `sockreap_hook_failures_total{stage="poststop"} 1`) {
+		t.Errorf("exposition after a failed poststop (%v):\n%s", err, b)
+	}
+	open := filepath.Join(t.TempDir(), "open")
+	if err := os.Mkdir(open, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(open, 0o777)
+	if code, _ := h.run(state("m2", 0, "/nonexistent/bundle", nil), "poststop", "--metrics-dir", open); code != ExitOK {
+		t.Fatalf("exit %d", code)
+	}
+	ws, _ := h.last()["warnings"].([]any)
+	if len(ws) == 0 || !strings.Contains(fmt.Sprint(ws), "metrics: metrics directory "+open) {
+		t.Errorf("log line %v: want a warning naming the unusable metrics directory", h.last())
+	}
+	if _, err := os.Stat(filepath.Join(open, metrics.PromFile)); err == nil {
+		t.Error("wrote into a directory others may write")
 	}
 }
