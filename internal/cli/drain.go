@@ -69,10 +69,7 @@ func runDrain(env *Env, c *Command, args []string) error {
 			o.Protocols = append(o.Protocols, "udp")
 		}
 	}
-	s := resolve(env, o)
-	for _, p := range s.problems {
-		fmt.Fprintf(env.Stderr, "%s drain: warning: %v\n", Prog, p)
-	}
+	s := resolveWarn(env, o, "drain")
 
 	ns, err := t.open(env, c.Name)
 	if err != nil {

@@ -50,10 +50,7 @@ func runGC(env *Env, c *Command, args []string) error {
 	}
 	o := cf.overrides()
 	o.Budget = *timeout
-	s := resolve(env, o)
-	for _, p := range s.problems {
-		fmt.Fprintf(env.Stderr, "%s gc: warning: %v\n", Prog, p)
-	}
+	s := resolveWarn(env, o, "gc")
 	store := pin.Store{Dir: s.cfg.StateDir}
 	pins, err := store.List()
 	if err != nil {

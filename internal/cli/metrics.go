@@ -128,10 +128,7 @@ func runStats(env *Env, c *Command, args []string) error {
 	}
 	o := cf.overrides()
 	o.LogFile = os.DevNull
-	s := resolve(env, o)
-	for _, p := range s.problems {
-		fmt.Fprintf(env.Stderr, "%s stats: warning: %v\n", Prog, p)
-	}
+	s := resolveWarn(env, o, "stats")
 	dir := s.cfg.MetricsDir
 	if dir == "" {
 		return Usagef(c.Name, "metrics are off (metrics_dir = \"\" in %s); give --metrics-dir DIR", s.cfg.Path)

@@ -69,10 +69,7 @@ func runPins(env *Env, c *Command, args []string) error {
 	}
 	o := cf.overrides()
 	o.LogFile = os.DevNull // listing logs nothing
-	s := resolve(env, o)
-	for _, p := range s.problems {
-		fmt.Fprintf(env.Stderr, "%s pins: warning: %v\n", Prog, p)
-	}
+	s := resolveWarn(env, o, "pins")
 	store := pin.Store{Dir: s.cfg.StateDir}
 	pins, err := store.List()
 	if err != nil {

@@ -101,6 +101,16 @@ func resolve(env *Env, o config.Overrides) *settings {
 	return s
 }
 
+// resolveWarn is resolve for a command run by hand: each problem is
+// printed as a warning naming the command, and the defaults stand in.
+func resolveWarn(env *Env, o config.Overrides, command string) *settings {
+	s := resolve(env, o)
+	for _, p := range s.problems {
+		fmt.Fprintf(env.Stderr, "%s %s: warning: %v\n", Prog, command, p)
+	}
+	return s
+}
+
 // core is the lifecycle core with these settings.
 func (s *settings) core() *lifecycle.Core {
 	return lifecycle.New(s.cfg.StateDir, s.cfg.DrainOptions(0))
