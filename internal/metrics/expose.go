@@ -4,7 +4,8 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -143,21 +144,12 @@ func labels(names []string, k string, extra ...string) string {
 	return "{" + strings.Join(parts, ",") + "}"
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
-}
-
 func writeCounters(w io.Writer, name string, names []string, m map[string]uint64) {
 	if len(m) == 0 {
 		return
 	}
 	head(w, name, "counter")
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		fmt.Fprintf(w, "%s%s %d\n", name, labels(names, k), m[k])
 	}
 }
@@ -174,7 +166,7 @@ func writeHistograms(w io.Writer, name, label string, m map[string]*Histogram) {
 		return
 	}
 	head(w, name, "histogram")
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		h := m[k]
 		var cum uint64
 		for i, b := range Buckets {

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -42,13 +44,13 @@ func encodeState(r *Recorder) []byte {
 	fmt.Fprintf(&b, "%020d\n%s\n", r.Gen, stateMagic)
 	for _, name := range []string{"drains", "hook_runs", "hook_failures", "sockets"} {
 		m := r.counterMaps()[name]
-		for _, k := range sortedKeys(m) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			fmt.Fprintf(&b, "c %s %s %d\n", name, strconv.Quote(k), m[k])
 		}
 	}
 	for _, name := range []string{"drain_duration", "stage_duration"} {
 		m := r.histMaps()[name]
-		for _, k := range sortedKeys(m) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			h := m[k]
 			fmt.Fprintf(&b, "h %s %s %s %d", name, strconv.Quote(k), strconv.FormatFloat(h.Sum, 'g', -1, 64), h.Count)
 			for _, c := range h.Counts {

@@ -3,6 +3,8 @@ package metrics
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -23,30 +25,30 @@ func (r *Recorder) WriteSummary(w io.Writer) error {
 	r.init()
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "drains\tfrontend\toutcome\tcount")
-	for _, k := range sortedKeys(r.Drains) {
+	for _, k := range slices.Sorted(maps.Keys(r.Drains)) {
 		if n := r.Drains[k]; n > 0 {
 			fe, oc, _ := strings.Cut(k, "|")
 			fmt.Fprintf(tw, "\t%s\t%s\t%d\n", fe, oc, n)
 		}
 	}
 	fmt.Fprintln(tw, "hook runs\tstage\toutcome\tcount")
-	for _, k := range sortedKeys(r.HookRuns) {
+	for _, k := range slices.Sorted(maps.Keys(r.HookRuns)) {
 		st, oc, _ := strings.Cut(k, "|")
 		fmt.Fprintf(tw, "\t%s\t%s\t%d\n", st, oc, r.HookRuns[k])
 	}
-	for _, k := range sortedKeys(r.HookFailures) {
+	for _, k := range slices.Sorted(maps.Keys(r.HookFailures)) {
 		fmt.Fprintf(tw, "hook failures\t%s\t\t%d\n", k, r.HookFailures[k])
 	}
 	fmt.Fprintln(tw, "sockets\taction\tprotocol/state/owner\tcount")
-	for _, k := range sortedKeys(r.Sockets) {
+	for _, k := range slices.Sorted(maps.Keys(r.Sockets)) {
 		p := strings.SplitN(k, "|", 2)
 		fmt.Fprintf(tw, "\t%s\t%s\t%d\n", p[0], strings.ReplaceAll(p[1], "|", "/"), r.Sockets[k])
 	}
-	for _, k := range sortedKeys(r.DrainDuration) {
+	for _, k := range slices.Sorted(maps.Keys(r.DrainDuration)) {
 		h := r.DrainDuration[k]
 		fmt.Fprintf(tw, "drain time\t%s\t%d drains\tmean %s\n", k, h.Count, mean(h))
 	}
-	for _, k := range sortedKeys(r.StageDuration) {
+	for _, k := range slices.Sorted(maps.Keys(r.StageDuration)) {
 		h := r.StageDuration[k]
 		fmt.Fprintf(tw, "stage time\t%s\t%d runs\tmean %s\n", k, h.Count, mean(h))
 	}

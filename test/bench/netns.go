@@ -2,8 +2,10 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -98,7 +100,7 @@ func (s stateCount) total() int {
 
 func (s stateCount) String() string {
 	var parts []string
-	for _, k := range sortedKeys(s) {
+	for _, k := range slices.Sorted(maps.Keys(s)) {
 		parts = append(parts, fmt.Sprintf("%s %d", k, s[k]))
 	}
 	return strings.Join(parts, ", ")

@@ -182,12 +182,3 @@ func passFail(ok bool, what string) string {
 	}
 	return "[MISS " + what + "]"
 }
-
-func sortedKeys(m map[string]int) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
-}
