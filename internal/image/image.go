@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -203,12 +204,7 @@ func (l Layer) Tar() ([]byte, error) {
 			}
 		}
 	}
-	names := make([]string, 0, len(l.Files))
-	for n := range l.Files {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(l.Files)) {
 		if err := file(strings.TrimPrefix(n, "/"), l.Files[n]); err != nil {
 			return nil, err
 		}
