@@ -10,8 +10,9 @@ import (
 )
 
 // The images the rig makes from busybox-static and imports with ctr are
-// what the CRI runs: pods get the pause image as their sandbox, and app
-// containers a busybox with its applets.
+// what the CRI runs: pods get the pause image as their sandbox, app
+// containers a busybox with its applets, and an image with a layer added
+// runs the added file.
 func TestImages(t *testing.T) {
 	need(t)
 	for _, e := range []*critest.Engine{critest.Containerd16, critest.Containerd22} {
@@ -42,6 +43,18 @@ func TestImages(t *testing.T) {
 			state := ""
 			if waitFor(30*time.Second, func() bool { state = containerState(t, d, app); return state == "CONTAINER_EXITED" }) < 0 {
 				t.Errorf("app container %s is %s, want it exited after its echo", app, state)
+			}
+			// An image of the app image's layer and one more
+			// (Daemon.ImportImage): the added file runs on the busybox
+			// of the layer below.
+			const extraRef = "docker.io/sockreap-test/extra:1"
+			d.ImportImage(t, extraRef, map[string][]byte{"/hello": []byte("#!/bin/sh\necho hello from the added layer\n")})
+			extra := p.StartImage(t, "extra", extraRef, "/hello")
+			if waitFor(30*time.Second, func() bool { return strings.Contains(p.Log("extra"), "hello from the added layer") }) < 0 {
+				t.Errorf("extra container log: %q, want the added file's greeting", p.Log("extra"))
+			}
+			if waitFor(30*time.Second, func() bool { state = containerState(t, d, extra); return state == "CONTAINER_EXITED" }) < 0 {
+				t.Errorf("extra container %s is %s, want it exited after its echo", extra, state)
 			}
 			p.Stop(t)
 			p.Remove(t)
