@@ -44,7 +44,7 @@ func testKernelRDS(t *T, e *env) {
 	}
 	closed := checkClosedOnly(t, x, r)
 	t.Notef("%d kernel sockets destroyed%s", r.Destroyed, closed)
-	freeWithin(t, x, wl, time.Second)
+	freeWithin(t, x, wl, nettest.FreeWait)
 }
 
 // unplug deletes the veth of link l (both ends): the peer vanishes from

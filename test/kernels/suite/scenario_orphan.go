@@ -72,7 +72,7 @@ func testOrphan(t *T, e *env) {
 	}
 	// The peer stays open until x is gone: its RST would otherwise end the
 	// orphan and hide a leak.
-	freeWithin(t, x, l, time.Second)
+	freeWithin(t, x, l, nettest.FreeWait)
 	peer.Close()
 	ln.Close()
 }

@@ -74,7 +74,7 @@ func testUDP(t *T, e *env) {
 	}
 	drainHeld(t, e, x, 4, a, b, c, auto)
 	closeAll(peer)
-	freeWithin(t, x, l, time.Second)
+	freeWithin(t, x, l, nettest.FreeWait)
 }
 
 // testListener: a listener with connections waiting in its accept queue
@@ -102,7 +102,7 @@ func testListener(t *T, e *env) {
 	drainHeld(t, e, x, 4, ln, filler, filler2, syn)
 	closeAll(pl)
 	closeAll(clients...)
-	freeWithin(t, x, l, time.Second)
+	freeWithin(t, x, l, nettest.FreeWait)
 }
 
 func countState(socks []sockdiag.Socket, st sockdiag.State) int {
@@ -153,7 +153,7 @@ func testTimeWait(t *T, e *env) {
 			t.Notef("TIME_WAIT kept (kernel: EOPNOTSUPP, unsupported %d); purged at netns exit", r.Unsupported)
 		}
 	}
-	freeWithin(t, x, l, time.Second)
+	freeWithin(t, x, l, nettest.FreeWait)
 }
 
 // testIPv6: the same over IPv6: a listener with a pending connection, an
@@ -179,5 +179,5 @@ func testIPv6(t *T, e *env) {
 	}
 	drainHeld(t, e, x, 5, ln, cl, u, lo)
 	closeAll(pending, pl, ps)
-	freeWithin(t, x, l, time.Second)
+	freeWithin(t, x, l, nettest.FreeWait)
 }
