@@ -96,6 +96,10 @@ prereqs() {
 	[ -x "$HOOK" ] || fail "$HOOK not found: run make build"
 	"$HOOK" drain --help >/dev/null 2>&1 || fail "$HOOK has no working drain command"
 	WORK=$(mktemp -d /tmp/sockreap-demo.XXXXXX)
+	# A demonstration is not the node's work: keep it out of the node's
+	# metrics (node_exporter's textfile directory) and its config file.
+	printf 'metrics_dir = ""\n' >"$WORK/config.toml"
+	export SOCKREAP_CONFIG="$WORK/config.toml"
 	CGO_ENABLED=0 go build -o "$WORK/demo" ./test/demo || fail "building the socket helper ./test/demo failed"
 }
 
@@ -222,7 +226,7 @@ run_container() {
 	"$WORK/demo" spec "$BUNDLE/config.json" /bin/demo client "$ADDR_B:$PORT"
 	if [ "$hooks" = yes ]; then
 		say "\$ sockreap-hook configure runc --bundle $BUNDLE"
-		"$HOOK" configure runc --bundle "$BUNDLE" --state-dir "$WORK/state" --log "$WORK/hook.log" | show
+		"$HOOK" configure runc --bundle "$BUNDLE" --state-dir "$WORK/state" --log "$WORK/hook.log" --config "$WORK/config.toml" | show
 	fi
 
 	ip netns add "$B" && NAMESPACES+=("$B")

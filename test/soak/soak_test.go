@@ -284,7 +284,7 @@ func TestSoak(t *testing.T) {
 	pinsBefore := entries(t, filepath.Join(w.stateDir, "pins"))
 
 	gcStart := time.Now()
-	cmd := exec.Command(testbin.Path("sockreap-hook"), "gc", "--state-dir", w.stateDir, "--log", w.logFile, "--min-age", "0")
+	cmd := exec.Command(testbin.Path("sockreap-hook"), "gc", "--state-dir", w.stateDir, "--log", w.logFile, "--min-age", "0", "--metrics-dir", filepath.Join(w.stateDir, "no-metrics"))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Errorf("gc: %v\n%s", err, out)
