@@ -369,7 +369,7 @@ func TestStrictFalse(t *testing.T) {
 		t.Error("--strict with a bad flag exited 0")
 	}
 	cfg := filepath.Join(t.TempDir(), "strict.toml")
-	if err := os.WriteFile(cfg, []byte("strict = true\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte("strict = true\nmetrics_dir = \"\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if code, _ := h.run("", "poststop", "--config", cfg); code == ExitOK {
