@@ -8,6 +8,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sockreap/sockreap/internal/inuse"
+	"github.com/sockreap/sockreap/internal/netns"
 	"github.com/sockreap/sockreap/internal/oci"
 	"github.com/sockreap/sockreap/internal/pin"
 	"github.com/sockreap/sockreap/internal/steptime"
@@ -210,18 +211,18 @@ func (c *Core) Poststop(ctx context.Context, st *specs.State) Outcome {
 	return d
 }
 
-// sharesHostOrOwn says why a namespace path leads to a namespace that is
-// never drained (the host's or sockreap's own), "" when it does not or
+// sharesHostOrOwn says why a namespace path leads to a namespace that
+// check refuses (the host's or sockreap's own), "" when it does not or
 // cannot be identified.
 func (c *Core) sharesHostOrOwn(path string) string {
 	id, err := c.Namespaces.IDOf(path)
 	if err != nil {
 		return ""
 	}
-	if host, _ := c.Namespaces.IsHost(id); host {
+	switch _, err := c.check(id); {
+	case errors.Is(err, netns.ErrHost):
 		return "the container shares the host's network namespace"
-	}
-	if self, err := c.Namespaces.Self(); err == nil && id == self {
+	case errors.Is(err, netns.ErrSelf):
 		return "the container shares sockreap's own network namespace"
 	}
 	return ""
