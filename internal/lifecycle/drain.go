@@ -61,21 +61,7 @@ func (c *Core) openAndDrain(ctx context.Context, path string, hint Hint) Outcome
 // sharing it is in the host's, which is what the operator must hear. The
 // warning is non-empty when the host's namespace could not be identified.
 func (c *Core) check(id netns.ID) (warning string, err error) {
-	host, verified := c.Namespaces.IsHost(id)
-	if host {
-		return "", fmt.Errorf("network namespace %s %w", id, netns.ErrHost)
-	}
-	self, err := c.Namespaces.Self()
-	if err != nil {
-		return "", fmt.Errorf("identify own network namespace: %w", err)
-	}
-	if id == self {
-		return "", fmt.Errorf("network namespace %s %w", id, netns.ErrSelf)
-	}
-	if !verified {
-		warning = "could not identify the host network namespace (/proc/1/ns/net unreadable); only the own-namespace check applied"
-	}
-	return warning, nil
+	return netns.CheckTargetWith(id, c.Namespaces.IsHost, c.Namespaces.Self)
 }
 
 // drainSlice is kept of a deadline for what follows the drain (releasing

@@ -209,15 +209,21 @@ var (
 // what the operator must hear. The warning is non-empty when the host
 // namespace could not be identified.
 func CheckTarget(id ID) (warning string, err error) {
-	host, verified := IsHost(id)
+	return CheckTargetWith(id, IsHost, Self)
+}
+
+// CheckTargetWith is CheckTarget with the host and own namespaces told by
+// isHost and self, for callers that identify them another way.
+func CheckTargetWith(id ID, isHost func(ID) (host, verified bool), self func() (ID, error)) (warning string, err error) {
+	host, verified := isHost(id)
 	if host {
 		return "", fmt.Errorf("network namespace %s %w", id, ErrHost)
 	}
-	self, err := Self()
+	own, err := self()
 	if err != nil {
 		return "", fmt.Errorf("identify own network namespace: %w", err)
 	}
-	if id == self {
+	if id == own {
 		return "", fmt.Errorf("network namespace %s %w", id, ErrSelf)
 	}
 	if !verified {
