@@ -64,7 +64,7 @@ func runGC(env *Env, c *Command, args []string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.BudgetDuration())
 		out := core.Collect(ctx, p, lifecycle.CollectOptions{MinAge: *minAge, DryRun: *dryRun, Now: now})
 		cancel()
-		events = append(events, gcEvent(out))
+		events = append(append(events, gcEvent(out)), pinnedRuns(out)...)
 		if out.Action == lifecycle.Kept || out.Action == lifecycle.Failed {
 			if gone, _ := core.Containers.Gone(p, *minAge, now); gone {
 				stale++ // its container is gone, yet the pin stays

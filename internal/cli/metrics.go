@@ -13,6 +13,7 @@ import (
 	"github.com/sockreap/sockreap/internal/dyingns"
 	"github.com/sockreap/sockreap/internal/lifecycle"
 	"github.com/sockreap/sockreap/internal/metrics"
+	"github.com/sockreap/sockreap/internal/oci"
 	"github.com/sockreap/sockreap/internal/pin"
 	"github.com/sockreap/sockreap/internal/reap"
 )
@@ -79,8 +80,25 @@ func recordStage(t *metrics.Textfile, cfg *config.Config, stage string, out life
 	}
 	return t.Update(func(r *metrics.Recorder) {
 		r.Record(ev)
+		for _, run := range pinnedRuns(out) {
+			r.Record(run)
+		}
 		r.SetGauges(g)
 	})
+}
+
+// pinnedRuns are the createRuntime runs recorded in the pins out released
+// (its own and a replaced leftover's: pin.Meta.Uncounted), counted now as
+// what they were: runs that pinned.
+func pinnedRuns(out lifecycle.Outcome) []metrics.DrainEvent {
+	var evs []metrics.DrainEvent
+	for _, o := range []*lifecycle.Outcome{&out, out.Leftover} {
+		if o != nil && o.Uncounted != nil {
+			evs = append(evs, metrics.DrainEvent{Frontend: metrics.FrontendHook, Stage: string(oci.StageCreateRuntime),
+				Outcome: string(lifecycle.Pinned), StageDuration: time.Duration(o.Uncounted.DurationUS) * time.Microsecond})
+		}
+	}
+	return evs
 }
 
 // gcEvent is what one pin gc looked at counts for: a drain when it drained

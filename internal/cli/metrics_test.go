@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/sockreap/sockreap/internal/metrics"
+	"github.com/sockreap/sockreap/internal/nettest"
+	"github.com/sockreap/sockreap/internal/pin"
 )
 
 // stats names a missing metrics directory and what to do, on one line,
@@ -71,5 +73,53 @@ func TestStageMetrics(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(open, metrics.PromFile)); err == nil {
 		t.Error("wrote into a directory others may write")
+	}
+}
+
+// A createRuntime that pins writes no metrics: its run waits in the pin
+// and is counted, once, by whoever releases the pin (poststop, else gc),
+// in the same update as their own event.
+func TestCreateRuntimeCountedOnRelease(t *testing.T) {
+	nettest.RequireRoot(t)
+	h := newHookEnv(t)
+	dir := t.TempDir()
+	n := nettest.NewNetns(t)
+	exposition := func() string {
+		b, _ := os.ReadFile(filepath.Join(dir, metrics.PromFile))
+		return string(b)
+	}
+	pinned := func(k int) string {
+		return fmt.Sprintf(`sockreap_hook_runs_total{stage="createRuntime",outcome="pinned"} %d`, k)
+	}
+	for i, release := range []string{"poststop", "gc"} {
+		cmd := sleeperIn(t, n)
+		id := nettest.Unique("ctr")
+		st := state(id, cmd.Process.Pid, t.TempDir(), nil)
+		if code, _ := h.run(st, "createRuntime", "--metrics-dir", dir); code != ExitOK || h.last()["msg"] != "pinned" {
+			t.Fatalf("createRuntime: exit %d, log %v", code, h.last())
+		}
+		if strings.Contains(exposition(), pinned(i+1)) {
+			t.Fatalf("createRuntime counted itself at once:\n%s", exposition())
+		}
+		p, err := (pin.Store{Dir: h.stateDir}).Get(pin.KeyOf(id, ""))
+		if err != nil || p.Meta == nil || p.Meta.Uncounted == nil || p.Meta.Config != nil {
+			t.Fatalf("pin %+v (%v): want its run left uncounted", p, err)
+		}
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		code := 0
+		if release == "gc" {
+			var out bytes.Buffer
+			code = Main([]string{"gc", "--state-dir", h.stateDir, "--metrics-dir", dir, "--min-age", "0"}, &Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &out})
+		} else {
+			code, _ = h.run(st, release, "--metrics-dir", dir)
+		}
+		if code != ExitOK {
+			t.Fatalf("%s: exit %d", release, code)
+		}
+		if !strings.Contains(exposition(), pinned(i+1)) ||
+			!strings.Contains(exposition(), fmt.Sprintf(`sockreap_stage_duration_seconds_count{stage="createRuntime"} %d`, i+1)) {
+			t.Errorf("after %s released the pin, want %q:\n%s", release, pinned(i+1), exposition())
+		}
 	}
 }

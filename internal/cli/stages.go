@@ -202,6 +202,10 @@ func runStage(env *Env, c *Command, stage oci.Stage, args []string, fn stageFunc
 	w := &watch{}
 	core := s.core()
 	core.Progress = w.progress
+	// One metrics update per container: a clean pin leaves its count to
+	// whoever releases it. Not with problems to report, which are
+	// counted now as a failed run.
+	core.DeferCount, core.Started = mt != nil && len(s.problems) == 0, start
 	steptime.Mark("core")
 	ctx, cancel := context.WithDeadline(context.Background(), start.Add(budget))
 	defer cancel()
@@ -241,7 +245,10 @@ func runStage(env *Env, c *Command, stage oci.Stage, args []string, fn stageFunc
 		problems = append(problems, badInput{p})
 	}
 	err := errors.Join(append(problems, out.Err)...)
-	if mt != nil {
+	switch {
+	case mt != nil && out.CountDeferred:
+		mt.End() // counted when the pin is released
+	case mt != nil:
 		// Other hooks' updates queue on one lock: wait no longer than
 		// the budget's end (a moment, when it is spent already), so the
 		// runtime never kills the hook for its metrics.

@@ -33,6 +33,7 @@ func HooksDJSON(hook, stage string, extra ...string) []byte {
 	type hookCmd struct {
 		Path    string   `json:"path"`
 		Args    []string `json:"args"`
+		Env     []string `json:"env"`
 		Timeout int      `json:"timeout"`
 	}
 	doc := struct {
@@ -40,7 +41,7 @@ func HooksDJSON(hook, stage string, extra ...string) []byte {
 		Hook    hookCmd         `json:"hook"`
 		When    map[string]bool `json:"when"`
 		Stages  []string        `json:"stages"`
-	}{"1.0.0", hookCmd{hook, args, HookTimeout}, map[string]bool{"always": true}, []string{stage}}
+	}{"1.0.0", hookCmd{hook, args, oci.HookEnv, HookTimeout}, map[string]bool{"always": true}, []string{stage}}
 	out, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
 		panic(fmt.Sprintf("engine: encode hooks.d: %v", err)) // static shape: cannot fail

@@ -55,7 +55,7 @@ func (c *Core) Collect(ctx context.Context, p *pin.Pin, opts CollectOptions) Out
 		if err != nil {
 			return o.fail(err)
 		}
-		o.Action, o.Released = Released, released
+		o.Action, o.Released, o.Uncounted = Released, released, uncounted(p, released)
 		return o
 	}
 	if !p.Mounted {
@@ -88,7 +88,7 @@ func (c *Core) Collect(ctx context.Context, p *pin.Pin, opts CollectOptions) Out
 	d := c.drain(ctx, ns, hintOf(p))
 	o.Report, o.Warnings, o.Err = d.Report, d.Warnings, d.Err
 	released, rerr := c.Pins.Release(p.ID)
-	o.Released = released
+	o.Released, o.Uncounted = released, uncounted(p, released)
 	o.Err = errors.Join(o.Err, rerr)
 	o.Reason = why
 	switch {

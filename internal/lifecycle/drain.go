@@ -133,7 +133,7 @@ func (c *Core) drainAndRelease(ctx context.Context, p *pin.Pin, hint Hint) Outco
 	o.Container, o.Pin = p.Container(), p.Path
 	released, err := c.Pins.Release(p.ID)
 	steptime.Mark("release")
-	o.Released = released
+	o.Released, o.Uncounted = released, uncounted(p, released)
 	if err != nil {
 		o.Err = errors.Join(o.Err, err)
 		if o.Action != Refused && o.Action != BudgetExceeded {
@@ -157,7 +157,7 @@ func (c *Core) releaseLeftover(ctx context.Context, p *pin.Pin) Outcome {
 		return o
 	}
 	released, err := c.Pins.Release(p.ID)
-	o.Released = released
+	o.Released, o.Uncounted = released, uncounted(p, released)
 	if err != nil {
 		o.Err = errors.Join(o.Err, err)
 		if o.Action != BudgetExceeded {

@@ -41,6 +41,8 @@ type Pins interface {
 	// m.Key.
 	PinNS(ns *netns.NS, m pin.Meta) (*pin.Pin, error)
 	Get(key string) (*pin.Pin, error)
+	// Has reports whether a pin is under key, without reading it.
+	Has(key string) bool
 	List() ([]*pin.Pin, error)
 	Release(key string) (released bool, err error)
 	Path(key string) string
@@ -138,6 +140,11 @@ type Core struct {
 	// soon as it is known (container, namespace, pin), so that a front
 	// end giving up at its budget can still say what it was working on.
 	Progress func(Outcome)
+	// DeferCount has createRuntime leave its metrics to whoever releases
+	// the pin (pin.Meta.Uncounted): set when metrics are on. Started is
+	// when the stage began, for the run's duration.
+	DeferCount bool
+	Started    time.Time
 }
 
 // New returns a Core working on the real system with the pins and the
@@ -191,7 +198,13 @@ type Outcome struct {
 	// Leftover is what became of an earlier container's pin under the
 	// same id that createRuntime found and replaced.
 	Leftover *Outcome
-	Err      error
+	// CountDeferred: createRuntime left its metrics in the pin
+	// (Core.DeferCount); the front end counts nothing now.
+	CountDeferred bool
+	// Uncounted is the createRuntime run recorded in the pin this call
+	// released, for the front end to count (pin.Meta.Uncounted).
+	Uncounted *pin.Run
+	Err       error
 }
 
 func (o *Outcome) warn(format string, a ...any) {

@@ -78,6 +78,8 @@ func (f *fakePins) Get(id string) (*pin.Pin, error) {
 	return p, nil
 }
 
+func (f *fakePins) Has(id string) bool { _, ok := f.pins[id]; return ok }
+
 func (f *fakePins) List() ([]*pin.Pin, error) {
 	var out []*pin.Pin
 	for _, p := range f.pins {
@@ -304,6 +306,71 @@ func TestHostNamespaceNamedAsHost(t *testing.T) {
 	}
 }
 
+// An opt-out only config.json has (not copied into the state) is honoured
+// at createRuntime: no pin, and poststop (reading config.json, as there is
+// no pin) leaves the namespace alone.
+func TestCreateRuntimeOptedOutInConfig(t *testing.T) {
+	w := newWorld()
+	w.bundles.configs["/b"].Annotations = map[string]string{oci.AnnotationDrain: "false"}
+	if o := w.CreateRuntime(ctx, st("c", 100, nil)); o.Action != OptedOut || len(w.pins.pins) != 0 {
+		t.Fatalf("createRuntime: %+v, pins %v; want opted out, no pin", o, w.pins.pins)
+	}
+	if o := w.Poststop(ctx, st("c", 0, nil)); o.Action != OptedOut || len(w.drainer.drained) != 0 {
+		t.Errorf("poststop: %+v, drained %v", o, w.drainer.drained)
+	}
+}
+
+// Poststop takes what createRuntime read in config.json from the pin: a
+// config.json gone (or changed) meanwhile changes nothing.
+func TestPoststopUsesPinnedConfig(t *testing.T) {
+	w := newWorld()
+	w.bundles.configs["/b"].CgroupsPath = "/kubepods/besteffort/pod1/abc"
+	w.pinned(t, "c", 100)
+	delete(w.bundles.configs, "/b")
+	o := w.Poststop(ctx, st("c", 0, nil))
+	h := w.occ.hints[len(w.occ.hints)-1]
+	if o.Action != Drained || !o.Released || len(h.Cgroups) != 2 {
+		t.Errorf("poststop without config.json: %+v, hint %+v; want drained with the pinned cgroup hints", o, h)
+	}
+}
+
+// With DeferCount a clean pin carries createRuntime's run for whoever
+// releases it to count, once: poststop, gc, or the createRuntime that
+// replaces it as a leftover (which counts its own run at once).
+func TestCountDeferredToRelease(t *testing.T) {
+	w := newWorld()
+	w.DeferCount, w.Started = true, time.Now().Add(-3*time.Millisecond)
+	o := w.CreateRuntime(ctx, st("c", 100, nil))
+	run := w.pins.pins["c"].Meta.Uncounted
+	if !o.CountDeferred || run == nil || run.DurationUS < 3000 {
+		t.Fatalf("createRuntime: %+v, uncounted %+v; want deferred with its duration", o, run)
+	}
+	if d := w.Poststop(ctx, st("c", 0, nil)); d.Uncounted != run {
+		t.Errorf("poststop released the pin without its run: %+v", d)
+	}
+	if d := w.Poststop(ctx, st("c", 0, nil)); d.Uncounted != nil {
+		t.Errorf("a second poststop counts the run again: %+v", d)
+	}
+
+	w.pinned(t, "c", 200) // a leftover
+	o = w.CreateRuntime(ctx, st("c", 100, nil))
+	if o.CountDeferred || w.pins.pins["c"].Meta.Uncounted != nil || o.Leftover == nil || o.Leftover.Uncounted == nil {
+		t.Errorf("replacing a leftover: %+v, leftover %+v; want both runs counted now", o, o.Leftover)
+	}
+
+	w.Poststop(ctx, st("c", 0, nil))
+	w.pinned(t, "c", 100)
+	p, _ := w.pins.Get("c")
+	if g := w.Collect(ctx, p, CollectOptions{}); g.Action != Released || g.Uncounted == nil {
+		t.Errorf("gc released the pin without its run: %+v", g)
+	}
+
+	w.DeferCount = false
+	if o := w.CreateRuntime(ctx, st("c", 100, nil)); o.CountDeferred || w.pins.pins["c"].Meta.Uncounted != nil {
+		t.Errorf("metrics off: %+v", o)
+	}
+}
+
 func TestLeftoverPinReplaced(t *testing.T) {
 	w := newWorld()
 	w.pinned(t, "c", 200) // an earlier container with this id, never stopped
@@ -342,6 +409,9 @@ func TestPoststop(t *testing.T) {
 			w.occ.procs[ctrNS] = []netns.Proc{{PID: 7, Comm: "pause"}}
 		}, SkippedShared, false, true, "live processes still in the namespace (shared with another container): 7 pause", false},
 		{"opted out in config.json", func(w *world) {
+			// A pin without createRuntime's reading of config.json
+			// (unreadable then, or made by an older version): read now.
+			w.pins.pins["c"].Meta.Config = nil
 			w.bundles.configs["/b"].Annotations = map[string]string{oci.AnnotationDrain: "off"}
 		}, OptedOut, false, true, "opted out", false},
 		{"pin of the host's namespace", func(w *world) {
@@ -626,8 +696,8 @@ func TestPoststopFindsPinByBundle(t *testing.T) {
 func TestHintsAndKeep(t *testing.T) {
 	w := newWorld()
 	w.occ.keep = func(uint64) bool { return true }
-	w.pinned(t, "c", 100)
 	w.bundles.configs["/b"].CgroupsPath = "/kubepods/besteffort/pod1/abc"
+	w.pinned(t, "c", 100)
 	o := w.Poststop(ctx, st("c", 0, nil))
 	h := w.occ.hints[len(w.occ.hints)-1]
 	if o.Action != Drained || o.Checked != "checked" || h.Everyone || len(h.PIDs) != 1 || h.PIDs[0] != 100 ||

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sockreap/sockreap/internal/inuse"
@@ -28,7 +29,14 @@ func (c *Core) CreateRuntime(ctx context.Context, st *specs.State) Outcome {
 		o.Action, o.Reason = OptedOut, "opted out by annotation "+oci.AnnotationDrain
 		return o
 	}
+	var hints *pin.ConfigHints
 	if cfg, err := c.Bundles.ReadConfig(st.Bundle); err == nil {
+		// Runtimes copy the annotations into the state, but not all of
+		// them: config.json has the last word.
+		if oci.DrainDisabled(cfg.Annotations) {
+			o.Action, o.Reason = OptedOut, "opted out by annotation "+oci.AnnotationDrain
+			return o
+		}
 		// First and alone, before any namespace or pin directory work:
 		// hooks.d files and configure runc install this stage for every
 		// container, most of which need no pin where an engine names
@@ -42,6 +50,8 @@ func (c *Core) CreateRuntime(ctx context.Context, st *specs.State) Outcome {
 			o.Action, o.Reason = NothingToDo, "no pin needed: "+why
 			return o
 		}
+		// Kept in the pin: poststop need not read config.json again.
+		hints = &pin.ConfigHints{NetnsPath: cfg.NetnsPath, CgroupsPath: cfg.CgroupsPath}
 	}
 	if st.Pid <= 0 {
 		return o.fail(fmt.Errorf("container %s: the OCI state has no pid (status %q), so its network namespace cannot be pinned; is the hook installed at createRuntime?", textsafe.Quote(st.ID), st.Status))
@@ -73,7 +83,10 @@ func (c *Core) CreateRuntime(ctx context.Context, st *specs.State) Outcome {
 		return o.fail(err)
 	}
 	defer unlock()
-	m := pin.Meta{ID: st.ID, Key: key, Root: root, PID: st.Pid, Bundle: st.Bundle, RuntimeState: c.Containers.RuntimeState(st.ID)}
+	m := pin.Meta{ID: st.ID, Key: key, Root: root, PID: st.Pid, Bundle: st.Bundle, RuntimeState: c.Containers.RuntimeState(st.ID), Config: hints}
+	if c.DeferCount {
+		m.Uncounted = &pin.Run{DurationUS: time.Since(c.Started).Microseconds()}
+	}
 	p, err := c.Pins.PinNS(ns, m)
 	steptime.Mark("pin")
 	var other *pin.ErrOtherNetns
@@ -92,6 +105,7 @@ func (c *Core) CreateRuntime(ctx context.Context, st *specs.State) Outcome {
 		if left.Err != nil {
 			o.warn("leftover pin: %v", left.Err)
 		}
+		m.Uncounted = nil // counted now, with the leftover's drain
 		p, err = c.Pins.PinNS(ns, m)
 	}
 	if p != nil {
@@ -107,6 +121,7 @@ func (c *Core) CreateRuntime(ctx context.Context, st *specs.State) Outcome {
 		return o.fail(err)
 	}
 	o.Action = Pinned
+	o.CountDeferred = m.Uncounted != nil
 	return o
 }
 
@@ -139,7 +154,11 @@ func (c *Core) Poststop(ctx context.Context, st *specs.State) Outcome {
 	optedOut := oci.DrainDisabled(st.Annotations)
 	var cfg *oci.Config
 	var cfgErr error
-	if !optedOut {
+	if h := pinnedConfig(p); h != nil && !optedOut {
+		// createRuntime read config.json: it did not opt out (or there
+		// would be no pin), and its hints are in the pin.
+		cfg = &oci.Config{HasNetns: true, NetnsPath: h.NetnsPath, CgroupsPath: h.CgroupsPath}
+	} else if !optedOut {
 		// Runtimes copy the annotations into the state, but not all of
 		// them: config.json has the last word.
 		if cfg, cfgErr = c.Bundles.ReadConfig(st.Bundle); cfgErr == nil {
@@ -151,6 +170,7 @@ func (c *Core) Poststop(ctx context.Context, st *specs.State) Outcome {
 		o.Action, o.Reason = OptedOut, "opted out by annotation "+oci.AnnotationDrain
 		if p != nil {
 			o.Released, o.Err = c.Pins.Release(key)
+			o.Uncounted = uncounted(p, o.Released)
 		}
 		return o
 	}
@@ -161,10 +181,11 @@ func (c *Core) Poststop(ctx context.Context, st *specs.State) Outcome {
 	}
 	if p != nil {
 		o.warn("pin %s is no longer a network namespace mount (unmounted by someone else?); removed it", textsafe.Quote(p.Path))
-		if _, err := c.Pins.Release(key); err != nil {
+		released, err := c.Pins.Release(key)
+		if err != nil {
 			o.warn("%v", err)
 		}
-		o.Pin = ""
+		o.Pin, o.Uncounted = "", uncounted(p, released)
 	}
 
 	// No pin: the namespace may still be reachable through a mount the
@@ -235,7 +256,7 @@ func (c *Core) sharesHostOrOwn(path string) string {
 // with this container id and this bundle is the container's.
 func (c *Core) poststopKey(st *specs.State) string {
 	key := pin.KeyOf(st.ID, c.Containers.Root())
-	if _, err := c.Pins.Get(key); err == nil {
+	if c.Pins.Has(key) {
 		return key
 	}
 	pins, err := c.Pins.List()
@@ -252,4 +273,22 @@ func (c *Core) poststopKey(st *specs.State) string {
 		return found[0]
 	}
 	return key
+}
+
+// pinnedConfig is what createRuntime kept of config.json in pin p, nil
+// when p is no namespace mount or kept none.
+func pinnedConfig(p *pin.Pin) *pin.ConfigHints {
+	if p == nil || !p.Mounted || p.Meta == nil {
+		return nil
+	}
+	return p.Meta.Config
+}
+
+// uncounted is the createRuntime run left in pin p for its releaser to
+// count, when this call released it.
+func uncounted(p *pin.Pin, released bool) *pin.Run {
+	if !released || p == nil || p.Meta == nil {
+		return nil
+	}
+	return p.Meta.Uncounted
 }

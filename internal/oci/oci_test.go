@@ -305,3 +305,34 @@ func TestAddHooksRefusesSymlinkedConfig(t *testing.T) {
 		t.Errorf("the symlink itself was replaced: %v %v", fi, err)
 	}
 }
+
+// A hook entry of ours runs with HookEnv (GOMAXPROCS=1); one the operator
+// gave an env keeps it, and keeps their own GOMAXPROCS.
+func TestAddHooksEnv(t *testing.T) {
+	bundle := writeBundle(t, sampleConfig, 0o644)
+	opts := HookOptions{Path: "/usr/local/bin/sockreap-hook"}
+	if _, err := AddHooks(bundle, opts); err != nil {
+		t.Fatal(err)
+	}
+	cr := hookList(t, readDoc(t, bundle), StageCreateRuntime)
+	if !reflect.DeepEqual(cr[0]["env"], []any{"GOMAXPROCS=1"}) {
+		t.Fatalf("new entry env = %v, want [GOMAXPROCS=1]", cr[0]["env"])
+	}
+	for _, tc := range []struct{ env, want []any }{
+		{[]any{"SOCKREAP_CONFIG=/etc/x.toml"}, []any{"SOCKREAP_CONFIG=/etc/x.toml", "GOMAXPROCS=1"}},
+		{[]any{"GOMAXPROCS=4"}, []any{"GOMAXPROCS=4"}},
+	} {
+		doc := readDoc(t, bundle)
+		hookList(t, doc, StageCreateRuntime)[0]["env"] = tc.env
+		b, _ := json.Marshal(doc)
+		if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := AddHooks(bundle, opts); err != nil {
+			t.Fatal(err)
+		}
+		if got := hookList(t, readDoc(t, bundle), StageCreateRuntime)[0]["env"]; !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("operator env %v: after AddHooks %v, want %v", tc.env, got, tc.want)
+		}
+	}
+}

@@ -51,6 +51,28 @@ type Meta struct {
 	// (e.g. /run/runc/<id>); while it exists the runtime still knows the
 	// container. Empty when it could not be found out.
 	RuntimeState string `json:"runtime_state,omitempty"`
+	// Config is what createRuntime read in config.json, so that poststop
+	// need not read it again; nil when it could not be read (or in pins
+	// of older versions): poststop reads config.json then.
+	Config *ConfigHints `json:"config,omitempty"`
+	// Uncounted is createRuntime's run when its metrics were left to
+	// whoever releases the pin (poststop, gc), to count in the same
+	// update as their own: one metrics update per container, not two.
+	Uncounted *Run `json:"uncounted,omitempty"`
+}
+
+// ConfigHints are the parts of config.json poststop needs: it did not opt
+// out of draining (else there would be no pin), and where the container's
+// neighbours are (for the safety check).
+type ConfigHints struct {
+	NetnsPath   string `json:"netns_path,omitempty"`
+	CgroupsPath string `json:"cgroups_path,omitempty"`
+}
+
+// Run is a hook run recorded in a pin: how long createRuntime took up to
+// the pin.
+type Run struct {
+	DurationUS int64 `json:"duration_us"`
 }
 
 // Pin is one pinned namespace.
@@ -292,6 +314,16 @@ func (s Store) writeMeta(m Meta) error {
 		return fmt.Errorf("record pin metadata %s: %w", path, err)
 	}
 	return nil
+}
+
+// Has reports whether a pin named id is in the store (mounted or not),
+// without reading it.
+func (s Store) Has(id string) bool {
+	if ValidID(id) != nil {
+		return false
+	}
+	_, err := os.Lstat(s.Path(id))
+	return err == nil
 }
 
 // Get returns container id's pin, or an error wrapping ErrNoPin.

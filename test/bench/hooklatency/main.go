@@ -77,14 +77,20 @@ type result struct {
 	// AddedPairedMS is the median of the differences of cycles run one
 	// after the other (with hooks less without): less moved by drift
 	// of a shared machine than the difference of the two medians.
-	AddedPairedMS    float64 `json:"added_paired_median_ms"`
-	AddedP95MS       float64 `json:"added_p95_ms"`
-	CreateRuntimeMS  float64 `json:"hook_create_runtime_median_ms"` // as the hook logs it
-	PoststopMS       float64 `json:"hook_poststop_median_ms"`
-	TargetMedianMS   float64 `json:"target_added_median_ms"`
-	TargetMet        bool    `json:"target_met"`
-	PoststopDrained  int     `json:"poststop_drained"`
-	PoststopFailures int     `json:"poststop_failures"`
+	AddedPairedMS float64 `json:"added_paired_median_ms"`
+	AddedP95MS    float64 `json:"added_p95_ms"`
+	// WithNoop: the same hooks with /bin/true in their place;
+	// NoopAddedPairedMS what they add (the runtime's own cost of running
+	// hooks, the floor), OwnPairedMS what sockreap's add beyond it.
+	WithNoop          stats   `json:"with_true_hooks"`
+	NoopAddedPairedMS float64 `json:"true_hooks_added_paired_median_ms"`
+	OwnPairedMS       float64 `json:"added_beyond_true_hooks_paired_median_ms"`
+	CreateRuntimeMS   float64 `json:"hook_create_runtime_median_ms"` // as the hook logs it
+	PoststopMS        float64 `json:"hook_poststop_median_ms"`
+	TargetMedianMS    float64 `json:"target_added_median_ms"`
+	TargetMet         bool    `json:"target_met"`
+	PoststopDrained   int     `json:"poststop_drained"`
+	PoststopFailures  int     `json:"poststop_failures"`
 	// Steps are the medians of what every hook run pays before its
 	// stage's own work: starting a process, starting sockreap-hook
 	// (Go runtime, command table), and a stage that does nothing but read
@@ -148,6 +154,13 @@ func run(n, warmup int, hook, runtime string, asJSON, stepTimes, named bool, bac
 	if err != nil {
 		return err
 	}
+	// The same hooks with /bin/true in their place: what the runtime
+	// itself spends on running hooks at those stages, which no hook can
+	// go below.
+	noop, err := makeBundle(filepath.Join(tmp, "noop"))
+	if err != nil {
+		return err
+	}
 	netnsKind := "made by the runtime"
 	if named {
 		name := fmt.Sprintf("srbench-%d", os.Getpid())
@@ -156,7 +169,7 @@ func run(n, warmup int, hook, runtime string, asJSON, stepTimes, named bool, bac
 		}
 		defer exec.Command("ip", "netns", "del", name).Run()
 		netnsKind = "/var/run/netns/" + name + " named in config.json"
-		for _, b := range []string{plain, hooked, metered} {
+		for _, b := range []string{plain, hooked, metered, noop} {
 			if err := setNetnsPath(b, "/var/run/netns/"+name); err != nil {
 				return err
 			}
@@ -186,6 +199,9 @@ func run(n, warmup int, hook, runtime string, asJSON, stepTimes, named bool, bac
 			return fmt.Errorf("configure runc: %v: %s", err, out)
 		}
 	}
+	if err := addNoopHooks(noop, named); err != nil {
+		return err
+	}
 	stepsFile := filepath.Join(tmp, "steps.jsonl")
 	if stepTimes {
 		if err := hookEnv(hooked, hook, steptime.Env+"="+stepsFile); err != nil {
@@ -193,7 +209,7 @@ func run(n, warmup int, hook, runtime string, asJSON, stepTimes, named bool, bac
 		}
 	}
 
-	var without, with, withMetrics []time.Duration
+	var without, with, withMetrics, withNoop []time.Duration
 	for i := 0; i < warmup+n; i++ {
 		// Interleave, so that drift (CPU shared with other work) hits
 		// every variant alike.
@@ -209,14 +225,20 @@ func run(n, warmup int, hook, runtime string, asJSON, stepTimes, named bool, bac
 		if err != nil {
 			return err
 		}
+		d, err := cycle(rt, noop, fmt.Sprintf("srbench-n%d-%d", os.Getpid(), i))
+		if err != nil {
+			return err
+		}
 		if i >= warmup {
-			without, with, withMetrics = append(without, a), append(with, b), append(withMetrics, c)
+			without, with, withMetrics, withNoop = append(without, a), append(with, b), append(withMetrics, c), append(withNoop, d)
 		}
 	}
-	r := result{Runtime: runtime, Background: background, Netns: netnsKind, Without: summarize(without), With: summarize(with), WithMetrics: summarize(withMetrics), TargetMedianMS: 10}
+	r := result{Runtime: runtime, Background: background, Netns: netnsKind, Without: summarize(without), With: summarize(with), WithMetrics: summarize(withMetrics), WithNoop: summarize(withNoop), TargetMedianMS: 10}
 	r.AddedMedianMS = r.With.MedianMS - r.Without.MedianMS
 	r.AddedPairedMS = pairedMedian(with, without)
 	r.AddedP95MS = r.With.P95MS - r.Without.P95MS
+	r.NoopAddedPairedMS = pairedMedian(withNoop, without)
+	r.OwnPairedMS = pairedMedian(with, withNoop)
 	r.MetricsAddedMedianMS = r.WithMetrics.MedianMS - r.With.MedianMS
 	r.MetricsAddedPairedMS = pairedMedian(withMetrics, with)
 	r.TargetMet = r.AddedMedianMS < r.TargetMedianMS
@@ -241,6 +263,8 @@ func run(n, warmup int, hook, runtime string, asJSON, stepTimes, named bool, bac
 	fmt.Printf("  %-16s median %7.2f ms   p95 %7.2f ms   min %7.2f ms\n", "with hooks", r.With.MedianMS, r.With.P95MS, r.With.MinMS)
 	fmt.Printf("  %-16s median %7.2f ms   p95 %7.2f ms   min %7.2f ms\n", "hooks+metrics", r.WithMetrics.MedianMS, r.WithMetrics.P95MS, r.WithMetrics.MinMS)
 	fmt.Printf("  %-16s median %+7.2f ms   p95 %+7.2f ms   median of paired differences %+7.2f ms\n", "added", r.AddedMedianMS, r.AddedP95MS, r.AddedPairedMS)
+	fmt.Printf("  %-16s median %7.2f ms   p95 %7.2f ms   min %7.2f ms\n", "/bin/true hooks", r.WithNoop.MedianMS, r.WithNoop.P95MS, r.WithNoop.MinMS)
+	fmt.Printf("  %-16s hooks that do nothing add %+.2f ms (paired median: the runtime's own cost of running them); sockreap's hooks add %+.2f ms more\n", "floor", r.NoopAddedPairedMS, r.OwnPairedMS)
 	fmt.Printf("  %-16s median %+7.2f ms   median of paired differences %+7.2f ms (metrics on, less off; target under 1 ms)\n", "metrics added", r.MetricsAddedMedianMS, r.MetricsAddedPairedMS)
 	fmt.Printf("  hook's own time (its log): createRuntime median %.2f ms, poststop median %.2f ms; %d poststops drained, %d failed\n",
 		r.CreateRuntimeMS, r.PoststopMS, r.PoststopDrained, r.PoststopFailures)
@@ -550,6 +574,22 @@ func setNetnsPath(bundle, path string) error {
 
 // addHooksAsShim adds the hooks the way sockreap-shim does: only the
 // stages the bundle needs (oci.PinNeeded).
+// addNoopHooks gives bundle /bin/true hooks at the stages sockreap's
+// would run: createRuntime and poststop, or poststop alone with a named
+// namespace.
+func addNoopHooks(bundle string, named bool) error {
+	truePath, err := exec.LookPath("true")
+	if err != nil {
+		return err
+	}
+	stages := []oci.Stage{oci.StageCreateRuntime, oci.StagePoststop}
+	if named {
+		stages = []oci.Stage{oci.StagePoststop}
+	}
+	_, err = oci.AddHooks(bundle, oci.HookOptions{Path: truePath, Timeout: oci.DefaultHookTimeout, Stages: stages})
+	return err
+}
+
 func addHooksAsShim(bundle, hook, cfgFile string) error {
 	c, err := oci.ReadConfig(bundle)
 	if err != nil {
