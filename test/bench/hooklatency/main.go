@@ -27,7 +27,7 @@ import (
 
 func main() {
 	load.Main()
-	n := flag.Int("n", 40, "cycles per variant (at least 30)")
+	n := flag.Int("n", 100, "cycles per variant (at least 30)")
 	warmup := flag.Int("warmup", 3, "unmeasured cycles per variant first")
 	hook := flag.String("hook", "bin/sockreap-hook", "sockreap-hook binary (built with go build when missing)")
 	runtime := flag.String("runtime", "runc", "OCI runtime")
@@ -316,6 +316,7 @@ func steps(hook, tmp string, n int) (map[string]float64, error) {
 		for i, v := range variants {
 			cmd := exec.Command(v.args[0], v.args[1:]...)
 			cmd.Stdin = strings.NewReader(state)
+			cmd.Env = oci.HookEnv // as a runtime starts sockreap's hooks
 			start := time.Now()
 			if out, err := cmd.CombinedOutput(); err != nil {
 				return nil, fmt.Errorf("%s: %v: %s", strings.Join(v.args, " "), err, out)
