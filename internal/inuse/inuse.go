@@ -51,6 +51,10 @@ type Hint struct {
 	// holds no socket with a holder: the operator's drain refuses a
 	// namespace in which anything runs.
 	Everyone bool
+	// NoHolders: the caller destroys sockets whoever holds them (drain
+	// --force), so Check looks for live threads only, never reads a
+	// descriptor table (PathThreads).
+	NoHolders bool
 }
 
 // Paths a Verdict can take, cheapest first.
@@ -58,6 +62,7 @@ const (
 	PathEmpty      = "empty"      // no socket at all: nothing checked
 	PathHolderless = "holderless" // only sockets no descriptor holds: no process scan
 	PathScan       = "scan"       // processes and threads scanned
+	PathThreads    = "threads"    // threads scanned, holders not looked for (Hint.NoHolders)
 )
 
 // Checked says what a check looked at.
@@ -136,8 +141,11 @@ func (v *Verdict) String() string {
 	c := v.Checked
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: %d sockets", c.Path, c.Sockets)
-	if c.Path == PathScan {
+	switch c.Path {
+	case PathScan:
 		fmt.Fprintf(&b, ", %d with a holder; %d processes (%d hinted), %d threads read", c.WithInode, c.Processes, c.Hinted, c.Threads)
+	case PathThreads:
+		fmt.Fprintf(&b, ", holders not looked for; %d processes (%d hinted), %d threads read", c.Processes, c.Hinted, c.Threads)
 	}
 	if c.Stopped != "" {
 		fmt.Fprintf(&b, "; stopped: %s", c.Stopped)
@@ -149,7 +157,10 @@ func (v *Verdict) String() string {
 	if len(v.Held) > 0 {
 		fmt.Fprintf(&b, "; %d sockets held outside, kept", len(v.Held))
 	}
-	if v.Incomplete {
+	switch {
+	case v.Incomplete && c.Path == PathThreads:
+		fmt.Fprintf(&b, "; incomplete (%d processes unreadable)", v.Unreadable)
+	case v.Incomplete:
 		fmt.Fprintf(&b, "; incomplete (%d processes unreadable): sockets with a holder kept", v.Unreadable)
 	}
 	return b.String()
@@ -202,7 +213,7 @@ func Check(ctx context.Context, ns *netns.NS, hint Hint) (*Verdict, error) {
 	v.Checked.Sockets = max(n, 0)
 	v.noSockets = n == 0
 	want := map[uint64]bool{}
-	if n != 0 {
+	if n != 0 && !hint.NoHolders {
 		socks, err := reap.List(ns)
 		if err != nil {
 			return nil, fmt.Errorf("list sockets of network namespace %s: %w", ns.ID, err)
@@ -218,9 +229,13 @@ func Check(ctx context.Context, ns *netns.NS, hint Hint) (*Verdict, error) {
 	}
 	v.Checked.WithInode = len(want)
 	if !hint.Everyone && len(want) == 0 {
-		v.Checked.Path = PathHolderless
-		if n == 0 {
+		switch {
+		case n == 0:
 			v.Checked.Path = PathEmpty
+		case hint.NoHolders:
+			v.Checked.Path = PathThreads
+		default:
+			v.Checked.Path = PathHolderless
 		}
 		// The hinted processes are read whatever the namespace holds:
 		// a handful, and one of them inside means the namespace is
@@ -233,6 +248,9 @@ func Check(ctx context.Context, ns *netns.NS, hint Hint) (*Verdict, error) {
 		return v, nil
 	}
 	v.Checked.Path = PathScan
+	if hint.NoHolders {
+		v.Checked.Path = PathThreads
+	}
 	scan(ctx, ns.ID, hint, want, v)
 	return v, nil
 }

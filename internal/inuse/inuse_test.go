@@ -145,6 +145,24 @@ func TestOutsideHolderKept(t *testing.T) {
 	}
 }
 
+// A forced drain destroys held sockets anyway: NoHolders looks for no
+// holder (no dump, no descriptor read) yet still finds a thread inside,
+// for the report.
+func TestNoHoldersLooksForThreadsOnly(t *testing.T) {
+	nettest.RequireRoot(t)
+	x, _ := orphanNetns(t)
+	nettest.StartHelper(t, nil, nettest.OutsideHolder, x.Path, "127.0.0.1:9303")
+	v := check(t, x, inuse.Hint{Everyone: true, NoHolders: true})
+	if v.InUse || v.Checked.Path != inuse.PathThreads || v.Checked.WithInode != 0 || len(v.Held) != 0 || v.KeepFunc() != nil ||
+		!strings.Contains(v.String(), "holders not looked for") {
+		t.Fatalf("outside holder, NoHolders: %+v (%s); want threads only, nothing held", v, v)
+	}
+	h := nettest.StartHelper(t, nil, nettest.ThreadListener, x.Path, "127.0.0.1:9304")
+	if v := check(t, x, inuse.Hint{Everyone: true, NoHolders: true}); !v.InUse || len(v.Users) != 1 || v.Users[0].PID != h.PID {
+		t.Errorf("thread inside, NoHolders: %+v, want in use by %d", v, h.PID)
+	}
+}
+
 // A pod: a pause process holds the namespace, an app container joined it
 // (runc's path /proc/<pause>/ns/net, docker --network container:X).
 func TestSharedNamespaceIsInUse(t *testing.T) {

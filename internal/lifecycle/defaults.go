@@ -41,7 +41,7 @@ func (Checker) InUse(ctx context.Context, ns *netns.NS, h Hint) (Occupants, erro
 		ctx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(dl)/2))
 		defer cancel()
 	}
-	v, err := inuse.Check(ctx, ns, inuse.Hint{PIDs: h.PIDs, Cgroups: h.Cgroups, Everyone: h.Everyone})
+	v, err := inuse.Check(ctx, ns, inuse.Hint{PIDs: h.PIDs, Cgroups: h.Cgroups, Everyone: h.Everyone, NoHolders: h.NoHolders})
 	if err != nil {
 		return Occupants{}, err
 	}

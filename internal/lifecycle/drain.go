@@ -80,6 +80,9 @@ func (c *Core) drain(ctx context.Context, ns *netns.NS, hint Hint) Outcome {
 	if warning != "" {
 		o.warn("%s", warning)
 	}
+	// A forced drain destroys what processes outside hold too (no
+	// Keep): looking for them would read every descriptor on the host.
+	hint.NoHolders = c.Force
 	occ, err := c.Occupancy.InUse(ctx, ns, hint)
 	steptime.Mark("inuse")
 	if err != nil {

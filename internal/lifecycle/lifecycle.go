@@ -73,6 +73,9 @@ type Hint struct {
 	PIDs     []int    // processes that were in the namespace (the container's init)
 	Cgroups  []string // cgroups the container's processes ran in
 	Everyone bool     // look at every process before answering "not in use"
+	// NoHolders skips the search for the holders of the namespace's
+	// sockets: the caller destroys held sockets anyway (a forced drain).
+	NoHolders bool
 }
 
 // Occupants are the live processes in a namespace.

@@ -720,8 +720,13 @@ func TestHintsAndKeep(t *testing.T) {
 	w.Force = true
 	w.occ.keep = func(uint64) bool { return true }
 	w.DrainNamespace(ctx, &netns.NS{ID: ctrNS, Path: "/var/run/netns/cni-1"}, Hint{PIDs: []int{5}, Everyone: true})
-	if h := w.occ.hints[0]; !h.Everyone || len(h.PIDs) != 1 || w.drainer.keep[0] {
-		t.Errorf("forced drain: hint %+v, keep %v; want the hint passed through and nothing kept", h, w.drainer.keep)
+	if h := w.occ.hints[0]; !h.Everyone || !h.NoHolders || len(h.PIDs) != 1 || w.drainer.keep[0] {
+		t.Errorf("forced drain: hint %+v, keep %v; want the hint passed through, no holders looked for and nothing kept", h, w.drainer.keep)
+	}
+	w.Force = false
+	w.DrainNamespace(ctx, &netns.NS{ID: ctrNS, Path: "/var/run/netns/cni-1"}, Hint{Everyone: true})
+	if h := w.occ.hints[1]; h.NoHolders {
+		t.Errorf("drain without force: hint %+v; the holders must be looked for", h)
 	}
 }
 
