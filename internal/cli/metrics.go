@@ -30,8 +30,22 @@ func init() {
 
 // addMetrics adds --metrics-dir.
 func (f *commonFlags) addMetrics(fs *flag.FlagSet) {
-	fs.StringVar(&f.metricsDir, "metrics-dir", "", "node_exporter textfile directory for sockreap.prom (default "+config.DefaultMetricsDir+
-		", or $"+config.EnvMetrics+", or metrics_dir in the config file; a missing directory turns metrics off)")
+	fs.Var(&f.metricsDir, "metrics-dir", "node_exporter textfile directory for sockreap.prom (default "+config.DefaultMetricsDir+
+		", or $"+config.EnvMetrics+", or metrics_dir in the config file; \"\" or a missing directory turns metrics off)")
+}
+
+// setString is a string flag that knows whether it was given, so that an
+// empty value can mean "off" rather than "the default".
+type setString struct {
+	value string
+	set   bool
+}
+
+func (s *setString) String() string { return s.value }
+
+func (s *setString) Set(v string) error {
+	s.value, s.set = v, true
+	return nil
 }
 
 // openMetrics is the textfile sink of the resolved metrics directory,

@@ -123,3 +123,23 @@ func TestCreateRuntimeCountedOnRelease(t *testing.T) {
 		}
 	}
 }
+
+// --metrics-dir "" turns metrics off, whatever the environment and the
+// configuration file name: nothing is written there.
+func TestMetricsDirEmptyFlagIsOff(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("SOCKREAP_METRICS_DIR", dir)
+	h := newHookEnv(t)
+	if code, _ := h.run(state("m3", 0, "/nonexistent/bundle", nil), "poststop", "--metrics-dir="); code != ExitOK {
+		t.Fatalf("exit %d", code)
+	}
+	if _, err := os.Stat(filepath.Join(dir, metrics.PromFile)); err == nil {
+		t.Errorf(`--metrics-dir "" wrote %s`, filepath.Join(dir, metrics.PromFile))
+	}
+	if code, _ := h.run(state("m4", 0, "/nonexistent/bundle", nil), "poststop"); code != ExitOK {
+		t.Fatalf("exit %d", code)
+	}
+	if _, err := os.Stat(filepath.Join(dir, metrics.PromFile)); err != nil {
+		t.Errorf("without the flag, $SOCKREAP_METRICS_DIR is not used: %v", err)
+	}
+}

@@ -62,7 +62,8 @@ type settings struct {
 
 // commonFlags are the flags every stage, gc and pins share.
 type commonFlags struct {
-	configPath, stateDir, logFile, metricsDir string
+	configPath, stateDir, logFile string
+	metricsDir                    setString
 }
 
 func (f *commonFlags) add(fs *flag.FlagSet) {
@@ -77,7 +78,8 @@ func (f *commonFlags) addConfig(fs *flag.FlagSet) {
 }
 
 func (f *commonFlags) overrides() config.Overrides {
-	return config.Overrides{Path: f.configPath, StateDir: f.stateDir, LogFile: f.logFile, MetricsDir: f.metricsDir}
+	return config.Overrides{Path: f.configPath, StateDir: f.stateDir, LogFile: f.logFile,
+		MetricsDir: f.metricsDir.value, MetricsOff: f.metricsDir.set && f.metricsDir.value == ""}
 }
 
 // resolve resolves the settings (config.Resolve) and opens the log. It

@@ -19,6 +19,7 @@ type Overrides struct {
 	Protocols  []string      // drain --protocols
 	Orphans    string        // drain --orphans
 	MetricsDir string        // --metrics-dir
+	MetricsOff bool          // --metrics-dir "" given: no metrics, whatever the file says
 }
 
 // Resolve is every command's one settings resolution: a flag, then the
@@ -61,6 +62,9 @@ func Resolve(o Overrides, getenv func(string) string) (*Config, error) {
 	}
 	if o.MetricsDir != "" {
 		c.MetricsDir = o.MetricsDir
+	}
+	if o.MetricsOff {
+		c.MetricsDir = ""
 	}
 	return c, err
 }

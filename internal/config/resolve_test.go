@@ -59,6 +59,9 @@ func TestResolveMetricsDir(t *testing.T) {
 	if c, _ := Resolve(Overrides{MetricsDir: "/flag/metrics"}, getenv); c.MetricsDir != "/flag/metrics" {
 		t.Errorf("flag over env: %q", c.MetricsDir)
 	}
+	if c, _ := Resolve(Overrides{MetricsOff: true}, getenv); c.MetricsDir != "" {
+		t.Errorf(`--metrics-dir "" over env and file: %q, want metrics off`, c.MetricsDir)
+	}
 	off := write(t, "metrics_dir = \"\"\n")
 	if c, err := Resolve(Overrides{Path: off}, func(string) string { return "" }); err != nil || c.MetricsDir != "" {
 		t.Errorf("metrics off in the file: %q, %v", c.MetricsDir, err)

@@ -64,7 +64,8 @@ func methodByName(name string) (method, bool) {
 
 func drainSockreap(dry bool) func(*config, *benchNS) (*result, error) {
 	return func(c *config, b *benchNS) (*result, error) {
-		args := []string{"drain", "--netns", b.Path, "--json", "--force", "--timeout", c.timeout.String()}
+		// --metrics-dir "": the node's node_exporter directory is not the bench's.
+		args := []string{"drain", "--netns", b.Path, "--json", "--force", "--timeout", c.timeout.String(), "--metrics-dir="}
 		if dry {
 			args = append(args, "--dry-run")
 		}

@@ -37,7 +37,7 @@ func profile(c *config) error {
 		cmd  func(b *benchNS) []string
 	}{
 		{"sockreap", func(b *benchNS) []string {
-			return []string{hook, "drain", "--netns", b.Path, "--json", "--force", "--timeout", c.timeout.String()}
+			return []string{hook, "drain", "--netns", b.Path, "--json", "--force", "--timeout", c.timeout.String(), "--metrics-dir="}
 		}},
 		{"ss-K", func(b *benchNS) []string { return []string{"ip", "netns", "exec", b.Name, "ss", "-K", "-t", "-a"} }},
 	}

@@ -382,7 +382,7 @@ func gcStale(hook, tmp, tag string, n int) (time.Duration, error) {
 		}
 	}
 	start := time.Now()
-	out, err := exec.Command(hook, "gc", "--state-dir", stateDir, "--log", filepath.Join(tmp, "gc.log"), "--json").Output()
+	out, err := exec.Command(hook, "gc", "--state-dir", stateDir, "--log", filepath.Join(tmp, "gc.log"), "--json", "--metrics-dir=").Output()
 	d := time.Since(start)
 	if err != nil {
 		return 0, fmt.Errorf("%s gc: %w", hook, err)
