@@ -1,5 +1,6 @@
 // Package logging writes sockreap's logs: log/slog JSON lines appended to a
-// file. Never stdout, which belongs to the OCI runtime calling the hook.
+// file, times in UTC. Never stdout, which belongs to the OCI runtime calling
+// the hook.
 package logging
 
 import (
@@ -20,7 +21,7 @@ import (
 // Each record is one write(2) on an O_APPEND file, so lines from hooks
 // running in parallel never interleave.
 func Open(path string, level slog.Level, fallback io.Writer) (log *slog.Logger, closeFn func() error, err error) {
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: utc}
 	f, err := openFile(path)
 	if err != nil {
 		if fallback == nil {
@@ -29,6 +30,15 @@ func Open(path string, level slog.Level, fallback io.Writer) (log *slog.Logger, 
 		return slog.New(slog.NewJSONHandler(fallback, opts)), func() error { return nil }, err
 	}
 	return slog.New(slog.NewJSONHandler(f, opts)), f.Close, nil
+}
+
+// utc writes record times in UTC: the local zone would be read from
+// /etc/localtime by every hook process, for one log line.
+func utc(groups []string, a slog.Attr) slog.Attr {
+	if a.Key == slog.TimeKey && len(groups) == 0 && a.Value.Kind() == slog.KindTime {
+		a.Value = slog.TimeValue(a.Value.Time().UTC())
+	}
+	return a
 }
 
 func openFile(path string) (*os.File, error) {

@@ -60,3 +60,19 @@ func TestOpenFallsBack(t *testing.T) {
 		t.Errorf("fallback got %q", buf.String())
 	}
 }
+
+// Record times are written in UTC, whatever the local zone.
+func TestTimesInUTC(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hook.log")
+	log, closeFn, err := Open(path, slog.LevelInfo, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("x")
+	closeFn()
+	b, _ := os.ReadFile(path)
+	var line struct{ Time string }
+	if err := json.Unmarshal(b, &line); err != nil || !strings.HasSuffix(line.Time, "Z") {
+		t.Errorf("time %q (%v), want UTC", line.Time, err)
+	}
+}
