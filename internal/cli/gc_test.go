@@ -38,7 +38,7 @@ func TestPinsAndGC(t *testing.T) {
 	}
 	// busy: a process inside.
 	busy := nettest.NewNetns(t)
-	sleeper := sleeperIn(t, busy)
+	sleeper := busy.Start(t, "sleep", "300")
 	if _, err := store.Pin(busy.Path, pin.Meta{ID: "busy", PID: sleeper.Process.Pid}); err != nil {
 		t.Fatal(err)
 	}

@@ -92,7 +92,7 @@ func TestCreateRuntimeCountedOnRelease(t *testing.T) {
 		return fmt.Sprintf(`sockreap_hook_runs_total{stage="createRuntime",outcome="pinned"} %d`, k)
 	}
 	for i, release := range []string{"poststop", "gc"} {
-		cmd := sleeperIn(t, n)
+		cmd := n.Start(t, "sleep", "300")
 		id := nettest.Unique("ctr")
 		st := state(id, cmd.Process.Pid, t.TempDir(), nil)
 		if code, _ := h.run(st, "createRuntime", "--metrics-dir", dir); code != ExitOK || h.last()["msg"] != "pinned" {

@@ -9,12 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/sockreap/sockreap/internal/netns"
 	"github.com/sockreap/sockreap/internal/nettest"
 	"github.com/sockreap/sockreap/internal/pin"
 	"github.com/sockreap/sockreap/internal/pin/pintest"
@@ -153,33 +151,12 @@ func TestEffectiveBudget(t *testing.T) {
 	}
 }
 
-// sleeperIn starts a process inside the named namespace n and returns its
-// pid; it is killed at cleanup.
-func sleeperIn(t *testing.T, n *nettest.Netns) *exec.Cmd {
-	t.Helper()
-	cmd := exec.Command("ip", "netns", "exec", n.Name, "sleep", "300")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	path := "/proc/" + strconv.Itoa(cmd.Process.Pid) + "/ns/net"
-	for i := 0; ; i++ {
-		if id, err := netns.IDOf(path); err == nil && id == n.NS.ID {
-			return cmd
-		}
-		if i > 500 {
-			t.Fatalf("process %d never entered %s", cmd.Process.Pid, n.Name)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestStageLifecycle(t *testing.T) {
 	nettest.RequireRoot(t)
 	h := newHookEnv(t)
 	n := nettest.NewNetns(t)
 	id := nettest.Unique("ctr")
-	cmd := sleeperIn(t, n)
+	cmd := n.Start(t, "sleep", "300")
 	st := state(id, cmd.Process.Pid, t.TempDir(), nil)
 
 	if code, _ := h.run(st, "createRuntime"); code != ExitOK {
@@ -249,7 +226,7 @@ func TestStageOptOut(t *testing.T) {
 	h := newHookEnv(t)
 	n := nettest.NewNetns(t)
 	id := nettest.Unique("ctr")
-	cmd := sleeperIn(t, n)
+	cmd := n.Start(t, "sleep", "300")
 	n.Listen(t, netip.MustParseAddrPort("127.0.0.1:7002"), 8, 0)
 	st := state(id, cmd.Process.Pid, t.TempDir(), map[string]string{"io.sockreap.drain": "false"})
 	h.run(st, "createRuntime")

@@ -3,7 +3,6 @@ package netns_test
 import (
 	"errors"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -67,11 +66,7 @@ func TestProcsFindsProcessInside(t *testing.T) {
 	if procs, _, err := netns.Procs(x.NS.ID); err != nil || len(procs) != 0 {
 		t.Fatalf("fresh namespace: %v, %v", procs, err)
 	}
-	cmd := exec.Command("ip", "netns", "exec", x.Name, "sleep", "30")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	cmd := x.Start(t, "sleep", "30")
 	found := nettest.WaitUntil(20*time.Second, func() bool {
 		procs, _, _ := netns.Procs(x.NS.ID)
 		return len(procs) == 1 && procs[0].PID == cmd.Process.Pid && procs[0].Comm == "sleep"

@@ -85,6 +85,26 @@ func (n *Netns) Exec(t T, args ...string) string {
 	return Run(t, append([]string{"ip", "netns", "exec", n.Name}, args...)...)
 }
 
+// Start starts a command inside the namespace and returns it once its
+// process is in there (ip netns exec has switched; the command itself may
+// still be starting). It is killed and reaped at cleanup.
+func (n *Netns) Start(t T, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", n.Name}, args...)...)
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %v in %s: %v", args, n.Name, err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	path := fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid)
+	if WaitUntil(20*time.Second, func() bool {
+		id, err := netns.IDOf(path)
+		return err == nil && id == n.NS.ID
+	}) < 0 {
+		t.Fatalf("%v (pid %d) never entered %s", args, cmd.Process.Pid, n.Name)
+	}
+	return cmd
+}
+
 // Sysctl sets a sysctl inside the namespace.
 func (n *Netns) Sysctl(t T, key, value string) {
 	t.Helper()

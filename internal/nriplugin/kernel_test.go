@@ -62,11 +62,7 @@ func TestStopPodSandboxSkipsANamespaceWithALiveProcess(t *testing.T) {
 	orphanIn(t, x, p, link)
 	// A live process inside holding a socket of its own: the namespace is
 	// in use (an orphan alone no process can use, so it would be drained).
-	sleeper := exec.Command("ip", "netns", "exec", x.Name, "busybox", "nc", "-l", "-p", "7300")
-	if err := sleeper.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() })
+	x.Start(t, "busybox", "nc", "-l", "-p", "7300")
 	if nettest.WaitUntil(20*time.Second, func() bool { return strings.Contains(strings.Join(x.SS(t), "\n"), ":7300") }) < 0 {
 		t.Fatal("the listener never appeared in the namespace")
 	}
@@ -99,17 +95,7 @@ func TestPodFromASynchronizationIsDrainedWhenItsPauseExits(t *testing.T) {
 	x, p := nettest.NewNetns(t), nettest.NewNetns(t)
 	link := nettest.Connect(t, x, p)
 	orphanIn(t, x, p, link)
-	pause := exec.Command("ip", "netns", "exec", x.Name, "sleep", "60")
-	if err := pause.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pause.Process.Kill(); _ = pause.Wait() })
-	if nettest.WaitUntil(20*time.Second, func() bool {
-		out, _ := exec.Command("ip", "netns", "pids", x.Name).Output()
-		return strings.TrimSpace(string(out)) != ""
-	}) < 0 {
-		t.Fatal("the pause stand-in never entered the namespace")
-	}
+	pause := x.Start(t, "sleep", "60") // the pause stand-in
 
 	pl, buf := newTestPlugin(realDrainer(t), 0)
 	pd := pod(x.Path)

@@ -127,11 +127,7 @@ func TestRefusesOwnAndHostNetns(t *testing.T) {
 func TestDrainRefusesLiveProcess(t *testing.T) {
 	nettest.RequireRoot(t)
 	x := nettest.NewNetns(t)
-	sleeper := exec.Command("ip", "netns", "exec", x.Name, "sleep", "60")
-	if err := sleeper.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+	x.Start(t, "sleep", "60")
 	// Wait until sleep runs inside the namespace.
 	nettest.WaitUntil(20*time.Second, func() bool {
 		r := run(t, "drain", "--netns", x.Path)

@@ -140,11 +140,7 @@ func TestExitCodesDrain(t *testing.T) {
 	nettest.RequireRoot(t)
 	clean := nettest.NewNetns(t)
 	busy := nettest.NewNetns(t)
-	sleeper := exec.Command("ip", "netns", "exec", busy.Name, "sleep", "60")
-	if err := sleeper.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+	busy.Start(t, "sleep", "60")
 	nettest.WaitUntil(20*time.Second, func() bool {
 		return strings.Contains(run(t, "drain", "--netns", busy.Path).stderr, "live process")
 	})

@@ -6,10 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/sockreap/sockreap/internal/netns"
 	"github.com/sockreap/sockreap/internal/nettest"
@@ -55,23 +53,6 @@ func stateDir(t *testing.T) string {
 	return dir
 }
 
-// sleeperIn starts a sleep inside namespace n and returns its pid once it
-// is in there.
-func sleeperIn(t *testing.T, n *nettest.Netns) int {
-	t.Helper()
-	cmd := exec.Command("ip", "netns", "exec", n.Name, "sleep", "60")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	pid := cmd.Process.Pid
-	nettest.WaitUntil(20*time.Second, func() bool {
-		id, err := netns.IDOf("/proc/" + strconv.Itoa(pid) + "/ns/net")
-		return err == nil && id == n.NS.ID
-	})
-	return pid
-}
-
 // TestGCLeavesSymlinkTargetAlone: a symlink planted in pins/ that points
 // at another namespace mount is no pin: gc neither drains nor unmounts
 // what it points to.
@@ -105,7 +86,7 @@ func TestGCLeavesSymlinkTargetAlone(t *testing.T) {
 func TestCreateRuntimeDoesNotMountOverSymlinkTarget(t *testing.T) {
 	nettest.RequireRoot(t)
 	n := nettest.NewNetns(t)
-	pid := sleeperIn(t, n)
+	pid := n.Start(t, "sleep", "60").Process.Pid
 	dir := stateDir(t)
 	if err := os.MkdirAll(filepath.Join(dir, "pins"), 0o700); err != nil {
 		t.Fatal(err)
@@ -175,7 +156,7 @@ func TestRefusesUnsafeStateAndLog(t *testing.T) {
 	}
 	fresh := stateDir(t)
 	n := nettest.NewNetns(t)
-	state := map[string]any{"ociVersion": "1.0.2", "id": nettest.Unique("st"), "status": "created", "pid": sleeperIn(t, n), "bundle": t.TempDir()}
+	state := map[string]any{"ociVersion": "1.0.2", "id": nettest.Unique("st"), "status": "created", "pid": n.Start(t, "sleep", "60").Process.Pid, "bundle": t.TempDir()}
 	if r := hook(t, state, "createRuntime", "--state-dir", fresh, "--log", filepath.Join(t.TempDir(), "log"), "--strict"); r.code != 0 {
 		t.Fatalf("createRuntime: %d %s", r.code, r.stderr)
 	}

@@ -44,12 +44,7 @@ func TestHostileNamesQuoted(t *testing.T) {
 	if err := os.WriteFile(bin, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("ip", "netns", "exec", n.Name, bin, "60")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	pid := cmd.Process.Pid
+	pid := n.Start(t, bin, "60").Process.Pid
 	nettest.WaitUntil(20*time.Second, func() bool {
 		id, err := netns.IDOf("/proc/" + strconv.Itoa(pid) + "/ns/net")
 		comm, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
