@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"runtime"
 	"strings"
 
 	"github.com/sockreap/sockreap/internal/config"
@@ -80,7 +79,7 @@ func runDrain(env *Env, c *Command, args []string) error {
 	core.Options.Timeout = *timeout
 	core.Options.DryRun = *dryRun
 	core.Options.Workers = *workers
-	runtime.GOMAXPROCS(reap.GOMAXPROCS(*workers))
+	reap.RaiseGOMAXPROCS(reap.GOMAXPROCS(*workers))
 	// A dry run destroys nothing, so live processes may watch it.
 	core.Force = *force || *dryRun
 	hint := lifecycle.Hint{Everyone: true}

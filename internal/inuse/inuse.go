@@ -344,22 +344,14 @@ func (s *scanner) finish(ctx context.Context, complete bool) {
 // every CPU busy.
 func workers(n int) int { return max(1, min(n, 2*runtime.NumCPU(), 16)) }
 
-// raiseProcs gives a scan of the host a P per CPU: a hook starts with one
-// (oci.HookEnv), which suits everything else it does. Only ever raised,
-// and process-wide (the NRI plugin runs with a P per CPU already).
-func raiseProcs() {
-	if n := runtime.NumCPU(); runtime.GOMAXPROCS(0) < n {
-		runtime.GOMAXPROCS(n)
-	}
-}
-
 // run scans pids on parallel workers until done or stopped.
 func (s *scanner) run(ctx context.Context, pids []int) {
 	if len(pids) == 0 {
 		return
 	}
 	if len(pids) > 64 {
-		raiseProcs()
+		// A scan of the host gets a P per CPU; a hook starts with one.
+		reap.RaiseGOMAXPROCS(runtime.NumCPU())
 	}
 	var (
 		next atomic.Int64

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"runtime"
-	"sync"
 	"time"
 
 	"github.com/sockreap/sockreap/internal/inuse"
@@ -48,18 +46,6 @@ func (Checker) InUse(ctx context.Context, ns *netns.NS, h Hint) (Occupants, erro
 	return Occupants{Procs: v.Procs(), Unreadable: v.Unreadable, Keep: v.KeepFunc(), Checked: v.String(), Empty: v.Empty()}, nil
 }
 
-var procsMu sync.Mutex // concurrent drains (the NRI plugin) raise it in turn
-
-// raiseProcs raises GOMAXPROCS to what a drain with workers destroyers
-// wants, never lowering it.
-func raiseProcs(workers int) {
-	procsMu.Lock()
-	defer procsMu.Unlock()
-	if procs := reap.GOMAXPROCS(workers); runtime.GOMAXPROCS(0) < procs {
-		runtime.GOMAXPROCS(procs)
-	}
-}
-
 // Reaper drains with package reap, using the kernel probe cached under
 // StateDir.
 type Reaper struct{ StateDir string }
@@ -70,7 +56,7 @@ func (r Reaper) Drain(ctx context.Context, ns *netns.NS, opts reap.Options) (*re
 	// process that starts with more Ps than CPUs pays for them in threads
 	// and context switches (in every hook, most of which destroy
 	// nothing). Process-wide, and only ever raised.
-	raiseProcs(opts.Workers)
+	reap.RaiseGOMAXPROCS(reap.GOMAXPROCS(opts.Workers))
 	var probeErr error
 	if opts.Caps == nil {
 		// An empty namespace needs no kernel probe: Drain returns

@@ -102,6 +102,19 @@ func GOMAXPROCS(workers int) int {
 	return max(runtime.GOMAXPROCS(0), workers+2)
 }
 
+var procsMu sync.Mutex // concurrent callers (the NRI plugin's drains) raise it in turn
+
+// RaiseGOMAXPROCS raises GOMAXPROCS to n, never lowering it. A hook starts
+// with one P (oci.HookEnv); a drain with sockets to destroy and a scan of
+// the host's processes raise it to what they use.
+func RaiseGOMAXPROCS(n int) {
+	procsMu.Lock()
+	defer procsMu.Unlock()
+	if runtime.GOMAXPROCS(0) < n {
+		runtime.GOMAXPROCS(n)
+	}
+}
+
 // DefaultWorkers is the number of parallel destroyers when Options.Workers
 // is zero: two per CPU, so that a core never idles while one worker is
 // between system calls, and at most 8.
