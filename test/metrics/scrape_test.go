@@ -222,34 +222,49 @@ func tail(s string, n int) string {
 	return s
 }
 
-// query runs an instant PromQL query and returns the single sample's
-// value, or ok false when the result is empty.
-func query(t *testing.T, promURL, q string) (float64, bool) {
-	t.Helper()
+// sample is one series of an instant query's result.
+type sample struct {
+	Metric map[string]string `json:"metric"`
+	Value  [2]any            `json:"value"`
+}
+
+// instant runs an instant PromQL query and returns its series; the error
+// is the request's or Prometheus's own (a query that does not parse, an
+// unknown function).
+func instant(promURL, q string) ([]sample, error) {
 	resp, err := http.Get(promURL + "/api/v1/query?query=" + url.QueryEscape(q))
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	defer resp.Body.Close()
 	var r struct {
 		Status string `json:"status"`
 		Error  string `json:"error"`
 		Data   struct {
-			Result []struct {
-				Value [2]any `json:"value"`
-			} `json:"result"`
+			Result []sample `json:"result"`
 		} `json:"data"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if r.Status != "success" {
-		t.Fatalf("query %s: %s", q, r.Error)
+		return nil, fmt.Errorf("query %s: %s", q, r.Error)
 	}
-	if len(r.Data.Result) != 1 {
+	return r.Data.Result, nil
+}
+
+// query runs an instant PromQL query and returns the single sample's
+// value, or ok false when the result is empty.
+func query(t *testing.T, promURL, q string) (float64, bool) {
+	t.Helper()
+	rs, err := instant(promURL, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 1 {
 		return 0, false
 	}
-	v, _ := strconv.ParseFloat(r.Data.Result[0].Value[1].(string), 64)
+	v, _ := strconv.ParseFloat(rs[0].Value[1].(string), 64)
 	return v, true
 }
 
@@ -288,7 +303,7 @@ scrape_configs:
 	// on a node where sockreap ran before: increase() counts from there.
 	nettest.Run(t, hookBin(), "stats", "--metrics-dir", n.metricsDir)
 	if nettest.WaitUntil(60*time.Second, func() bool {
-		_, err := queryResult(promURL, "up")
+		_, err := instant(promURL, "up")
 		if err != nil {
 			return false
 		}
@@ -456,7 +471,7 @@ scrape_configs:
 	for _, p := range dash.Panels {
 		for _, tg := range p.Targets {
 			q := strings.NewReplacer(`$instance`, `.*`, `$__rate_interval`, `1m`).Replace(tg.Expr)
-			if _, err := queryResult(promURL, q); err != nil {
+			if _, err := instant(promURL, q); err != nil {
 				t.Errorf("dashboard panel %q: %s: %v", p.Title, q, err)
 			}
 			queries++
@@ -481,52 +496,16 @@ scrape_configs:
 	}
 }
 
-// queryResult runs an instant query and returns Prometheus's error, if
-// any (a query that does not parse, an unknown function).
-func queryResult(promURL, q string) (int, error) {
-	resp, err := http.Get(promURL + "/api/v1/query?query=" + url.QueryEscape(q))
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	var r struct {
-		Status string `json:"status"`
-		Error  string `json:"error"`
-		Data   struct {
-			Result []json.RawMessage `json:"result"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		return 0, err
-	}
-	if r.Status != "success" {
-		return 0, fmt.Errorf("%s", r.Error)
-	}
-	return len(r.Data.Result), nil
-}
-
 // series returns every series an instant query returns, one per line,
 // sorted.
 func series(t *testing.T, promURL, q string) string {
 	t.Helper()
-	resp, err := http.Get(promURL + "/api/v1/query?query=" + url.QueryEscape(q))
+	rs, err := instant(promURL, q)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	var r struct {
-		Data struct {
-			Result []struct {
-				Metric map[string]string `json:"metric"`
-				Value  [2]any            `json:"value"`
-			} `json:"result"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		t.Fatal(err)
-	}
 	var lines []string
-	for _, s := range r.Data.Result {
+	for _, s := range rs {
 		name := s.Metric["__name__"]
 		var ls []string
 		for k, v := range s.Metric {
