@@ -208,7 +208,7 @@ func run(n, warmup int, hook, runtime string, asJSON, stepTimes, named bool, bac
 			return fmt.Errorf("configure runc: %v: %s", err, out)
 		}
 	}
-	if err := addNoopHooks(noop, named); err != nil {
+	if err := addNoopHooks(noop); err != nil {
 		return err
 	}
 	stepsFile := filepath.Join(tmp, "steps.jsonl")
@@ -581,34 +581,42 @@ func setNetnsPath(bundle, path string) error {
 	return os.WriteFile(file, out, 0o644)
 }
 
-// addHooksAsShim adds the hooks the way sockreap-shim does: only the
-// stages the bundle needs (oci.PinNeeded).
-// addNoopHooks gives bundle /bin/true hooks at the stages sockreap's
-// would run: createRuntime and poststop, or poststop alone with a named
-// namespace.
-func addNoopHooks(bundle string, named bool) error {
+// shimStages are the stages sockreap-shim adds hooks at for bundle: only
+// those it needs (oci.PinNeeded); nil means both.
+func shimStages(bundle string) ([]oci.Stage, error) {
+	c, err := oci.ReadConfig(bundle)
+	if err != nil {
+		return nil, err
+	}
+	if needed, _ := oci.PinNeeded(c, oci.ClassifyNetnsPath(c.NetnsPath).Kind); !needed {
+		return []oci.Stage{oci.StagePoststop}, nil
+	}
+	return nil, nil
+}
+
+// addHooksAsShim adds the hooks the way sockreap-shim does.
+func addHooksAsShim(bundle, hook, cfgFile string) error {
+	stages, err := shimStages(bundle)
+	if err != nil {
+		return err
+	}
+	_, err = oci.AddHooks(bundle, oci.HookOptions{Path: hook, Args: []string{"--config", cfgFile}, Timeout: oci.DefaultHookTimeout, Stages: stages})
+	return err
+}
+
+// addNoopHooks gives bundle /bin/true hooks at the stages sockreap's run
+// at: both where runc makes the namespace (as configure runc installs
+// them), poststop alone where config.json names it.
+func addNoopHooks(bundle string) error {
 	truePath, err := exec.LookPath("true")
 	if err != nil {
 		return err
 	}
-	stages := []oci.Stage{oci.StageCreateRuntime, oci.StagePoststop}
-	if named {
-		stages = []oci.Stage{oci.StagePoststop}
-	}
-	_, err = oci.AddHooks(bundle, oci.HookOptions{Path: truePath, Timeout: oci.DefaultHookTimeout, Stages: stages})
-	return err
-}
-
-func addHooksAsShim(bundle, hook, cfgFile string) error {
-	c, err := oci.ReadConfig(bundle)
+	stages, err := shimStages(bundle)
 	if err != nil {
 		return err
 	}
-	var stages []oci.Stage
-	if needed, _ := oci.PinNeeded(c, oci.ClassifyNetnsPath(c.NetnsPath).Kind); !needed {
-		stages = []oci.Stage{oci.StagePoststop}
-	}
-	_, err = oci.AddHooks(bundle, oci.HookOptions{Path: hook, Args: []string{"--config", cfgFile}, Timeout: oci.DefaultHookTimeout, Stages: stages})
+	_, err = oci.AddHooks(bundle, oci.HookOptions{Path: truePath, Timeout: oci.DefaultHookTimeout, Stages: stages})
 	return err
 }
 
@@ -623,22 +631,24 @@ func metVerdict(met bool) string {
 // from the differences' interquartile range: 1.2533 σ/√n with σ ≈
 // IQR/1.349 for a normal spread.
 func pairedSE(a, b []time.Duration) float64 {
-	d := make([]time.Duration, len(a))
-	for i := range a {
-		d[i] = a[i] - b[i]
-	}
-	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	d := pairedDiffs(a, b)
 	iqr := d[len(d)*3/4] - d[len(d)/4]
 	return 0.93 * float64(iqr.Microseconds()) / 1000 / math.Sqrt(float64(len(d)))
 }
 
-// pairedMedian is the median of a[i]-b[i], in milliseconds.
-func pairedMedian(a, b []time.Duration) float64 {
+// pairedDiffs are a[i]-b[i], sorted.
+func pairedDiffs(a, b []time.Duration) []time.Duration {
 	d := make([]time.Duration, len(a))
 	for i := range a {
 		d[i] = a[i] - b[i]
 	}
 	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	return d
+}
+
+// pairedMedian is the median of a[i]-b[i], in milliseconds.
+func pairedMedian(a, b []time.Duration) float64 {
+	d := pairedDiffs(a, b)
 	m := d[len(d)/2]
 	if len(d)%2 == 0 {
 		m = (d[len(d)/2-1] + d[len(d)/2]) / 2
