@@ -16,6 +16,9 @@ import (
 	"github.com/sockreap/sockreap/internal/textsafe"
 )
 
+// optedOutReason is the reason of a stage that an annotation opted out.
+const optedOutReason = "opted out by annotation " + oci.AnnotationDrain
+
 // CreateRuntime pins the container's network namespace while its init
 // process (st.Pid) is alive, so that poststop can still reach it — unless
 // config.json says no pin is needed (oci.PinNeeded). A pin
@@ -25,18 +28,15 @@ import (
 func (c *Core) CreateRuntime(ctx context.Context, st *specs.State) Outcome {
 	o := Outcome{Container: st.ID}
 	c.progress(o)
-	if oci.DrainDisabled(st.Annotations) {
-		o.Action, o.Reason = OptedOut, "opted out by annotation "+oci.AnnotationDrain
+	cfg, cfgErr := c.Bundles.ReadConfig(st.Bundle)
+	// Runtimes copy the annotations into the state, but not all of them:
+	// config.json has the last word.
+	if oci.DrainDisabled(st.Annotations) || cfgErr == nil && oci.DrainDisabled(cfg.Annotations) {
+		o.Action, o.Reason = OptedOut, optedOutReason
 		return o
 	}
 	var hints *pin.ConfigHints
-	if cfg, err := c.Bundles.ReadConfig(st.Bundle); err == nil {
-		// Runtimes copy the annotations into the state, but not all of
-		// them: config.json has the last word.
-		if oci.DrainDisabled(cfg.Annotations) {
-			o.Action, o.Reason = OptedOut, "opted out by annotation "+oci.AnnotationDrain
-			return o
-		}
+	if cfgErr == nil {
 		// First and alone, before any namespace or pin directory work:
 		// hooks.d files and configure runc install this stage for every
 		// container, most of which need no pin where an engine names
@@ -167,7 +167,7 @@ func (c *Core) Poststop(ctx context.Context, st *specs.State) Outcome {
 		steptime.Mark("config.json")
 	}
 	if optedOut {
-		o.Action, o.Reason = OptedOut, "opted out by annotation "+oci.AnnotationDrain
+		o.Action, o.Reason = OptedOut, optedOutReason
 		if p != nil {
 			o.Released, o.Err = c.Pins.Release(key)
 			o.Uncounted = uncounted(p, o.Released)
